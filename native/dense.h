@@ -57,19 +57,29 @@ void TransposeSquareInPlace(T* a, lapack_int n) {
 // Throws NON_FINITE naming the first NaN or infinite element, because LAPACK
 // routines may loop, return garbage or report misleading errors on such input.
 template <typename T>
-void RequireFinite(const DenseMatrix<T>& matrix) {
-  const size_t length = matrix.data.size();
+void RequireFinite(const T* data, size_t length, lapack_int cols, const std::string& description) {
   for (size_t index = 0; index < length; ++index) {
-    const T value = matrix.data[index];
+    const T value = data[index];
     if (!std::isfinite(value)) {
-      const size_t cols = static_cast<size_t>(matrix.cols);
+      const size_t width = static_cast<size_t>(std::max<lapack_int>(1, cols));
       const char* kind = std::isnan(value) ? "NaN" : "Infinity";
       throw NativeFailure(ErrorCode::kNonFinite,
-                          matrix.Describe() + " contains " + kind + " at (" +
-                              std::to_string(index / cols) + ", " + std::to_string(index % cols) +
+                          description + " contains " + kind + " at (" +
+                              std::to_string(index / width) + ", " + std::to_string(index % width) +
                               "); remove or replace non-finite values before calling");
     }
   }
+}
+
+template <typename T>
+void RequireFinite(const DenseMatrix<T>& matrix) {
+  RequireFinite(matrix.data.data(), matrix.data.size(), matrix.cols, matrix.Describe());
+}
+
+template <typename T>
+void RequireFinite(const BorrowedMatrix<T>& matrix) {
+  RequireFinite(matrix.data, static_cast<size_t>(matrix.rows) * matrix.cols, matrix.cols,
+                matrix.Describe());
 }
 
 // Converts a LAPACK workspace query result into a length, rounding UP.

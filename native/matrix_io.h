@@ -81,6 +81,34 @@ DenseMatrix<T> CopyMatrix(const MatrixArg& arg) {
   return copy;
 }
 
+// Read-only view of a JS matrix that the job keeps alive with a reference
+// instead of copying it: gemm reads multi-hundred-megabyte weights on every
+// forward call, where a copy would cost more than the product itself.
+// Contract: callers must not write to or transfer the array until the
+// returned promise settles. Writing only changes the result; the reference
+// keeps the memory alive.
+template <typename T>
+struct BorrowedMatrix {
+  std::string name;
+  lapack_int rows = 0;
+  lapack_int cols = 0;
+  const T* data = nullptr;  // [rows, cols]
+  Napi::Reference<Napi::TypedArray> keep;
+
+  std::string Describe() const { return "matrix " + name + " " + Shape(rows, cols); }
+};
+
+template <typename T>
+BorrowedMatrix<T> BorrowMatrix(const MatrixArg& arg) {
+  BorrowedMatrix<T> view;
+  view.name = arg.name;
+  view.rows = arg.rows;
+  view.cols = arg.cols;
+  view.data = arg.array.As<Napi::TypedArrayOf<T>>().Data();
+  view.keep = Napi::Persistent(arg.array);
+  return view;
+}
+
 // Moves `data` into a typed array whose memory the JS garbage collector frees.
 template <typename T>
 Napi::Value ToTypedArray(Napi::Env env, std::vector<T>&& data) {

@@ -43,8 +43,8 @@ class GemmJob : public Job {
  public:
   explicit GemmJob(const GemmParams& p)
       : Job("gemm"),
-        a_(CopyMatrix<T>(p.a)),
-        b_(CopyMatrix<T>(p.b)),
+        a_(BorrowMatrix<T>(p.a)),
+        b_(BorrowMatrix<T>(p.b)),
         c_(CopyOptional<T>(p.c)),
         trans_a_(p.trans_a),
         trans_b_(p.trans_b),
@@ -68,16 +68,18 @@ class GemmJob : public Job {
       out_.assign(static_cast<size_t>(m_) * n_, T(0));  // [m, n]
     }
     if (m_ == 0 || n_ == 0) return;
-    lapack::gemm(Transpose(trans_a_), Transpose(trans_b_), m_, n_, k_, alpha_, a_.data.data(),
-                 LeadingDimension(a_.cols), b_.data.data(), LeadingDimension(b_.cols), beta,
+    lapack::gemm(Transpose(trans_a_), Transpose(trans_b_), m_, n_, k_, alpha_, a_.data,
+                 LeadingDimension(a_.cols), b_.data, LeadingDimension(b_.cols), beta,
                  out_.data(), LeadingDimension(n_));
   }
 
   Napi::Value Result(Napi::Env env) override { return ToJsMatrix(env, m_, n_, std::move(out_)); }
 
  private:
-  DenseMatrix<T> a_;
-  DenseMatrix<T> b_;
+  // A and B are only read, so they are borrowed (see BorrowedMatrix); C is
+  // overwritten by BLAS and therefore copied.
+  BorrowedMatrix<T> a_;
+  BorrowedMatrix<T> b_;
   std::optional<DenseMatrix<T>> c_;
   bool trans_a_;
   bool trans_b_;

@@ -1,8 +1,10 @@
 /**
  * Native BLAS/LAPACK operations on row-major matrices (OpenBLAS + LAPACKE).
  *
- * Every function copies its inputs when called, so callers may reuse their
- * arrays right away, and computes on the libuv thread pool without blocking
+ * Every function except gemm copies its inputs when called, so callers may
+ * reuse their arrays right away. gemm reads A and B in place (weights are
+ * too large to copy on every forward call): do not write to them until its
+ * promise settles. All work runs on the libuv thread pool without blocking
  * the event loop. Calls run one at a time in call order, each using every
  * BLAS thread (see setThreads). Inputs to one call share one element type,
  * which the outputs keep. Failures reject with NativeError; validation
@@ -106,7 +108,10 @@ function submit<R>(operation: string, prepare: (addon: NativeAddon) => NativeJob
     );
 }
 
-/** Returns `alpha * op(A) op(B) + beta * C` as a new matrix. */
+/**
+ * Returns `alpha * op(A) op(B) + beta * C` as a new matrix. A and B are read
+ * in place, not copied: keep them unchanged until the promise settles.
+ */
 export function gemm<T extends FloatArray = FloatArray>(
   a: Matrix<T>,
   b: Matrix<T>,
