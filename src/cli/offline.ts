@@ -3,6 +3,7 @@
 import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import type { EvaluationReport } from "../../workers/pipeline/report.ts";
 import { FileByteSource } from "../checkpoint/byte-source.ts";
 import { type Checkpoint, openCheckpoint } from "../checkpoint/checkpoint.ts";
 import { isCheckpointError } from "../checkpoint/errors.ts";
@@ -105,7 +106,35 @@ interface CompressFlags {
   exclude?: string[];
   dtype: string;
   shardSize?: number;
+  calibration?: string;
+  eval?: string;
+  lambda?: number;
+  steps?: number;
+  ridge?: number;
+  sequences?: number;
+  sequenceLength?: number;
   json?: boolean;
+}
+
+/** Reads calibration and evaluation token files against the model's limits. */
+async function readCompressionData(flags: CompressFlags, dir: string, config: Buffer | undefined) {
+  if (flags.calibration === undefined && flags.eval === undefined) return {};
+  const { specFromConfig } = await import("../../workers/pipeline/compress.ts");
+  const { tokenLimits } = await import("../model/index.ts");
+  const { readTokenFile } = await import("./eval.ts");
+  const spec = specFromConfig(config, "to read --calibration or --eval token data");
+  const selection = { sequences: flags.sequences, sequenceLength: flags.sequenceLength };
+  const calibration =
+    flags.calibration === undefined
+      ? undefined
+      : await readTokenFile(flags.calibration, "calibration", dir, tokenLimits(spec), selection);
+  const evaluation =
+    flags.eval === undefined
+      ? undefined
+      : await readTokenFile(flags.eval, "evaluation", dir, tokenLimits(spec, 2), {
+          sequenceLength: flags.sequenceLength,
+        });
+  return { calibration, evaluation };
 }
 
 async function compress(source: string, flags: CompressFlags): Promise<void> {
@@ -118,6 +147,11 @@ async function compress(source: string, flags: CompressFlags): Promise<void> {
     exclude: flags.exclude,
     dtype: flags.dtype,
     shardBytes: flags.shardSize,
+    lambda: flags.lambda,
+    steps: flags.steps,
+    ridge: flags.ridge,
+    calibrationSequences: flags.sequences,
+    sequenceLength: flags.sequenceLength,
   });
   if (!parsed.ok) {
     fail(
@@ -136,11 +170,16 @@ async function compress(source: string, flags: CompressFlags): Promise<void> {
     const config = (await stat(configPath).catch(() => undefined))
       ? await readFile(configPath)
       : undefined;
+    const data = await readCompressionData(flags, dir, config).catch(async (error) => {
+      await checkpoint.close();
+      throw error;
+    });
     await mkdir(flags.out, { recursive: true });
     const result = await compressCheckpoint({
       checkpoint,
       config,
       options: parsed.options,
+      ...data,
       outDir: flags.out,
       onProgress: (p) => progress.update(p.layersDone, p.layersTotal, p.layer ?? p.stage),
     }).finally(() => checkpoint.close());
@@ -156,12 +195,18 @@ async function compress(source: string, flags: CompressFlags): Promise<void> {
     process.stdout.write(
       `compressed ${totals.layers} layers with ${parsed.options.method} in ${totals.seconds.toFixed(1)} s: ` +
         `density ${totals.density.toFixed(4)}, ${formatBytes(totals.bytes_before)} -> ${formatBytes(totals.bytes_after)}, ` +
-        `worst relative error ${worst.toExponential(3)}\nwrote ${result.files.join(", ")} to ${flags.out}\n`,
+        `worst relative error ${worst.toExponential(3)}\n${perplexityLine(result.report)}wrote ${result.files.join(", ")} to ${flags.out}\n`,
     );
   } catch (error) {
     progress.finish();
     fail(error, json);
   }
+}
+
+function perplexityLine(report: { evaluation?: EvaluationReport }): string {
+  const evaluation = report.evaluation;
+  if (!evaluation) return "";
+  return `perplexity on ${evaluation.tokens} tokens: original ${evaluation.original.perplexity.toFixed(3)}, compressed ${evaluation.compressed.perplexity.toFixed(3)}\n`;
 }
 
 async function expand(
@@ -196,7 +241,7 @@ export function registerOfflineCommands(program: Command): void {
 
   program
     .command("compress")
-    .description("compress a local checkpoint with a data-free method")
+    .description("compress a local checkpoint")
     .argument(
       "<source>",
       "checkpoint directory (config.json beside model.safetensors or shards) or a .safetensors file",
@@ -230,6 +275,24 @@ export function registerOfflineCommands(program: Command): void {
       "split the output into shards of at most this many bytes",
       parseNumber("--shard-size"),
     )
+    .option(
+      "--calibration <file>",
+      "calibration tokens for svd-llm, m and mpifa: token-id JSON, or text with --sequence-length",
+    )
+    .option("--eval <file>", "held-out tokens; the report then compares perplexities")
+    .option("--sequences <n>", "use the first n calibration sequences", parseNumber("--sequences"))
+    .option(
+      "--sequence-length <n>",
+      "truncate (JSON) or cut (text) sequences to n tokens",
+      parseNumber("--sequence-length"),
+    )
+    .option(
+      "--lambda <l>",
+      "M: weight of the original outputs in the targets (default 0.25)",
+      parseNumber("--lambda"),
+    )
+    .option("--steps <s>", "M: alternating A/B refit rounds (default 2)", parseNumber("--steps"))
+    .option("--ridge <mu>", "M: ridge added in the B step (default 0.001)", parseNumber("--ridge"))
     .option("--json", "print the result as JSON, without a progress bar")
     .action(compress);
 

@@ -6,6 +6,7 @@
 
 export const COMPRESSION_ERRORS = {
   METHOD_NOT_AVAILABLE: 400,
+  MISSING_INPUT: 400,
   CANCELLED: 409,
 } as const;
 

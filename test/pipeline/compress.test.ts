@@ -158,9 +158,9 @@ describe("compressCheckpoint on stories260K", () => {
     ).toThrow(expect.objectContaining({ code: "NO_TARGETS" }));
   });
 
-  it("rejects data-aware methods until they run", () => {
+  it("rejects a data-aware method without calibration data", () => {
     expect(() =>
       validateForCompression(source, options({ method: "mpifa", density: 0.5 })),
-    ).toThrow(expect.objectContaining({ code: "METHOD_NOT_AVAILABLE" }));
+    ).toThrow(expect.objectContaining({ code: "MISSING_INPUT", field: "calibration" }));
   });
 });

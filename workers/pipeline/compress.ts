@@ -1,25 +1,40 @@
 /**
- * Data-free compression of a whole checkpoint: reads one tensor at a time,
- * compresses the targeted linear layers, copies everything else byte for
- * byte, and streams the artifact (safetensors, config.json, report.json)
- * into a local directory. Peak memory is one layer's working set.
+ * Compression of a whole checkpoint into an artifact directory
+ * (safetensors, config.json, report.json). Data-free methods read one tensor
+ * at a time and compress each targeted layer on its own; data-aware methods
+ * run the model over calibration sequences layer by layer. Either way the
+ * artifact streams to disk as layers finish, and peak memory follows one
+ * layer, not the model.
  */
 
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
+import { type Checkpoint, openCheckpoint } from "../../src/checkpoint/checkpoint.ts";
+import { parseModelConfig } from "../../src/checkpoint/config.ts";
 import { assertFinite } from "../../src/checkpoint/finite.ts";
-import { createSafetensorsWriter } from "../../src/checkpoint/writer.ts";
+import { createSafetensorsWriter, type SafetensorsWriter } from "../../src/checkpoint/writer.ts";
 import { CompressionError } from "../../src/compression/errors.ts";
 import { type CompressionOptions, isDataAware } from "../../src/compression/options.ts";
+import {
+  checkModelTensors,
+  evaluatePerplexity,
+  type ModelSpec,
+  modelSpecFromConfig,
+} from "../../src/model/index.ts";
+import { compressWithCalibration, decoderTargets, orderByLayer } from "./data-aware.ts";
 import { compressLayer, type LayerReport } from "./layer.ts";
 import { type CompressionPlan, planCompression, tensorBytes } from "./plan.ts";
-import { buildReport, type CompressionReport, REPORT_FILE_NAME } from "./report.ts";
+import {
+  buildReport,
+  type CompressionReport,
+  type EvaluationReport,
+  REPORT_FILE_NAME,
+} from "./report.ts";
 
 export interface Progress {
-  stage: "compressing" | "writing" | "done";
+  stage: "compressing" | "evaluating" | "writing" | "done";
   layersDone: number;
   layersTotal: number;
   /** Name of the weight that just finished. */
@@ -28,12 +43,16 @@ export interface Progress {
 
 export interface CompressInput {
   checkpoint: Checkpoint;
-  /** Bytes of `config.json`, copied into the artifact when given. */
+  /** Bytes of `config.json`: copied into the artifact, and required by data-aware methods and evaluation. */
   config?: string | Uint8Array;
   options: CompressionOptions;
+  /** Calibration token sequences, required by svd-llm, m and mpifa. */
+  calibration?: readonly Int32Array[];
+  /** Held-out token sequences; when given, the report compares perplexities. */
+  evaluation?: readonly Int32Array[];
   /** Local directory that receives the artifact files; created if missing. */
   outDir: string;
-  /** Awaited after every layer, so a slow progress sink slows the job rather than queueing. */
+  /** Awaited after every layer (data-free) or group of linears (data-aware). */
   onProgress?: (progress: Progress) => void | Promise<void>;
   /** Checked between layers; an abort stops the job and removes partial files. */
   signal?: AbortSignal;
@@ -46,90 +65,206 @@ export interface CompressResult {
   files: string[];
 }
 
+export interface ValidationContext {
+  /** Bytes of `config.json`, when the job has one. */
+  config?: string | Uint8Array;
+  /** Whether calibration data came with the job. */
+  hasCalibration?: boolean;
+  /** Whether evaluation data came with the job. */
+  hasEvaluation?: boolean;
+}
+
+/** Model spec from config.json; throws MISSING_INPUT naming `why` when there is none. */
+export function specFromConfig(config: string | Uint8Array | undefined, why: string): ModelSpec {
+  if (config === undefined) {
+    throw new CompressionError(
+      "MISSING_INPUT",
+      `config.json is required ${why}: send it as the config part`,
+      "config",
+    );
+  }
+  return modelSpecFromConfig(parseModelConfig(config));
+}
+
 /**
- * Checks that a job can run: options fit the pipeline and the checkpoint's
- * header yields a non-empty plan. Cheap: reads no tensor data.
+ * Checks that a job can run: the checkpoint's header yields a non-empty
+ * plan and, for data-aware methods and evaluation, config.json describes a
+ * supported architecture whose tensors are all present. Cheap: reads no
+ * tensor data.
  */
 export function validateForCompression(
   checkpoint: Checkpoint,
   options: CompressionOptions,
+  context: ValidationContext = {},
 ): CompressionPlan {
+  const plan = planCompression(checkpoint, options);
   if (isDataAware(options.method)) {
-    throw new CompressionError(
-      "METHOD_NOT_AVAILABLE",
-      `method "${options.method}" needs calibration activations, which this pipeline does not compute yet: use "pifa" or "svd"`,
-      "options.method",
-    );
+    if (!context.hasCalibration) {
+      throw new CompressionError(
+        "MISSING_INPUT",
+        `method "${options.method}" fits layers to calibration activations: send token-id JSON as the calibration part (--calibration FILE on the CLI)`,
+        "calibration",
+      );
+    }
+    const spec = specFromConfig(context.config, `by method "${options.method}"`);
+    checkModelTensors(checkpoint, spec);
+    decoderTargets(plan);
   }
-  return planCompression(checkpoint, options);
+  if (context.hasEvaluation) {
+    checkModelTensors(checkpoint, specFromConfig(context.config, "to evaluate perplexity"));
+  }
+  return plan;
+}
+
+async function compressDataFree(
+  input: CompressInput,
+  plan: CompressionPlan,
+  writer: SafetensorsWriter,
+): Promise<LayerReport[]> {
+  const { checkpoint, signal, logger } = input;
+  const reports: LayerReport[] = [];
+  for (const step of plan.steps) {
+    if (signal?.aborted)
+      throw new CompressionError("CANCELLED", "compression cancelled between layers");
+    if (step.kind === "copy") {
+      await writer.writeTensor(step.source.name, await checkpoint.readTensorBytes(step.source));
+      continue;
+    }
+    const { layer } = step;
+    const data = await checkpoint.readTensorFloat32(layer.source); // [m, n]
+    assertFinite(layer.source.name, data, layer.source.shape);
+    const { tensors, report } = await compressLayer(
+      layer.source.name,
+      { rows: layer.m, cols: layer.n, data },
+      layer.rank,
+      layer.representation,
+      layer.outputDtype,
+    );
+    for (const tensor of tensors) await writer.writeTensor(tensor.name, tensor.bytes);
+    reports.push(report);
+    logger?.debug(
+      { layer: report.name, rank: report.rank, seconds: report.seconds },
+      "layer compressed",
+    );
+    await input.onProgress?.({
+      stage: "compressing",
+      layersDone: reports.length,
+      layersTotal: plan.layers.length,
+      layer: report.name,
+    });
+  }
+  return reports;
+}
+
+/** Perplexity of the source and of the written artifact on the same sequences. */
+async function evaluate(
+  input: CompressInput,
+  spec: ModelSpec,
+  sequences: readonly Int32Array[],
+): Promise<EvaluationReport> {
+  const original = await evaluatePerplexity(input.checkpoint, spec, sequences);
+  const artifact = await openCheckpoint(input.outDir);
+  try {
+    const compressed = await evaluatePerplexity(artifact, spec, sequences);
+    return {
+      sequences: original.sequences,
+      tokens: original.tokens,
+      original: { perplexity: original.perplexity, mean_nll: original.meanNll },
+      compressed: { perplexity: compressed.perplexity, mean_nll: compressed.meanNll },
+    };
+  } finally {
+    await artifact.close();
+  }
 }
 
 export async function compressCheckpoint(input: CompressInput): Promise<CompressResult> {
-  const { checkpoint, options, outDir, signal, logger } = input;
+  const { checkpoint, options, outDir } = input;
   const started = performance.now();
-  const plan = validateForCompression(checkpoint, options);
+  const dataAware = isDataAware(options.method);
+  const plan = validateForCompression(checkpoint, options, {
+    config: input.config,
+    hasCalibration: (input.calibration?.length ?? 0) > 0,
+    hasEvaluation: (input.evaluation?.length ?? 0) > 0,
+  });
+  const steps = dataAware ? orderByLayer(plan.steps) : plan.steps;
+  const outputs = steps.flatMap((step) =>
+    step.kind === "copy"
+      ? [{ name: step.source.name, dtype: step.source.dtype, shape: [...step.source.shape] }]
+      : step.layer.outputs,
+  );
   const layersTotal = plan.layers.length;
   await mkdir(outDir, { recursive: true });
   const writer = await createSafetensorsWriter({
     directory: outDir,
-    tensors: plan.outputs,
+    tensors: outputs,
     metadata: plan.metadata,
     maxShardBytes: options.shardBytes,
   });
 
-  const layerReports: LayerReport[] = [];
+  let layers: LayerReport[];
+  let written: { files: readonly string[] };
   try {
-    for (const step of plan.steps) {
-      if (signal?.aborted)
-        throw new CompressionError("CANCELLED", "compression cancelled between layers");
-      if (step.kind === "copy") {
-        await writer.writeTensor(step.source.name, await checkpoint.readTensorBytes(step.source));
-        continue;
-      }
-      const { layer } = step;
-      const data = await checkpoint.readTensorFloat32(layer.source); // [m, n]
-      assertFinite(layer.source.name, data, layer.source.shape);
-      const { tensors, report } = await compressLayer(
-        layer.source.name,
-        { rows: layer.m, cols: layer.n, data },
-        layer.rank,
-        layer.representation,
-        layer.outputDtype,
-      );
-      for (const tensor of tensors) await writer.writeTensor(tensor.name, tensor.bytes);
-      layerReports.push(report);
-      logger?.debug(
-        { layer: report.name, rank: report.rank, seconds: report.seconds },
-        "layer compressed",
-      );
-      await input.onProgress?.({
-        stage: "compressing",
-        layersDone: layerReports.length,
-        layersTotal,
-        layer: report.name,
+    if (dataAware) {
+      let done = 0;
+      layers = await compressWithCalibration({
+        checkpoint,
+        spec: specFromConfig(input.config, `by method "${options.method}"`),
+        options,
+        plan,
+        calibration: input.calibration ?? [],
+        writer,
+        signal: input.signal,
+        logger: input.logger,
+        onGroup: async (group) => {
+          done += group.length;
+          await input.onProgress?.({
+            stage: "compressing",
+            layersDone: done,
+            layersTotal,
+            layer: group[group.length - 1]?.name,
+          });
+        },
       });
+    } else {
+      layers = await compressDataFree(input, { ...plan, steps }, writer);
     }
     await input.onProgress?.({ stage: "writing", layersDone: layersTotal, layersTotal });
-    const written = await writer.close();
-
-    const report = buildReport({
-      options,
-      layers: layerReports,
-      bytesBefore: checkpoint.tensors.reduce((sum, t) => sum + t.byteLength, 0),
-      bytesAfter: plan.outputs.reduce((sum, t) => sum + tensorBytes(t), 0),
-      seconds: (performance.now() - started) / 1000,
-    });
-    const files = [...written.files];
-    if (input.config !== undefined) {
-      await writeFile(path.join(outDir, "config.json"), input.config);
-      files.push("config.json");
-    }
-    await writeFile(path.join(outDir, REPORT_FILE_NAME), `${JSON.stringify(report, null, 2)}\n`);
-    files.push(REPORT_FILE_NAME);
-    await input.onProgress?.({ stage: "done", layersDone: layersTotal, layersTotal });
-    return { report, files };
+    written = await writer.close();
   } catch (error) {
     await writer.abort();
     throw error;
   }
+
+  const files = [...written.files];
+  if (input.config !== undefined) {
+    await writeFile(path.join(outDir, "config.json"), input.config);
+    files.push("config.json");
+  }
+  let evaluation: EvaluationReport | undefined;
+  if (input.evaluation && input.evaluation.length > 0) {
+    await input.onProgress?.({ stage: "evaluating", layersDone: layersTotal, layersTotal });
+    evaluation = await evaluate(
+      input,
+      specFromConfig(input.config, "to evaluate perplexity"),
+      input.evaluation,
+    );
+  }
+  const report = buildReport({
+    options,
+    layers,
+    bytesBefore: checkpoint.tensors.reduce((sum, t) => sum + t.byteLength, 0),
+    bytesAfter: outputs.reduce((sum, t) => sum + tensorBytes(t), 0),
+    seconds: (performance.now() - started) / 1000,
+    calibration: dataAware
+      ? {
+          sequences: input.calibration?.length ?? 0,
+          tokens: (input.calibration ?? []).reduce((sum, s) => sum + s.length, 0),
+        }
+      : undefined,
+    evaluation,
+  });
+  await writeFile(path.join(outDir, REPORT_FILE_NAME), `${JSON.stringify(report, null, 2)}\n`);
+  files.push(REPORT_FILE_NAME);
+  await input.onProgress?.({ stage: "done", layersDone: layersTotal, layersTotal });
+  return { report, files };
 }

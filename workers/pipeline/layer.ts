@@ -81,20 +81,24 @@ function relativeError(w: Matrix32, approx: Matrix32): number {
   return norm === 0 ? (diff === 0 ? 0 : Number.POSITIVE_INFINITY) : Math.sqrt(diff / norm);
 }
 
-/** Compresses `w` `[m, n]` to `rank` and returns the stored tensors with the report row. */
-export async function compressLayer(
+/**
+ * Encodes a factor pair `a [m, r]`, `b [r, n]` of the weight `w` `[m, n]` as
+ * the stored tensors (PIFA or the pair itself), and measures the error of
+ * what is stored. `started` is the `performance.now()` at which work on the
+ * layer began, for the report's seconds.
+ */
+export async function encodeLayer(
   name: string,
   w: Matrix32,
-  rank: number,
+  a: Matrix32,
+  b: Matrix32,
   representation: Representation,
   dtype: FloatDtype,
+  started: number,
 ): Promise<{ tensors: OutputTensor[]; report: LayerReport }> {
-  const start = performance.now();
   const { rows: m, cols: n } = w;
+  const rank = a.cols;
   const [first, second, third] = plannedTensors(name, m, n, rank, representation, dtype);
-  const pair = await truncatedSvd(w, rank, { dtype: "float32" });
-  const a = pair.a as Matrix32; // [m, r]
-  const b = pair.b as Matrix32; // [r, n]
 
   let tensors: OutputTensor[];
   let approx: Matrix32;
@@ -140,6 +144,27 @@ export async function compressLayer(
     seconds: 0,
   };
   if (maxAbsCoefficient !== undefined) report.max_abs_coefficient = maxAbsCoefficient;
-  report.seconds = (performance.now() - start) / 1000;
+  report.seconds = (performance.now() - started) / 1000;
   return { tensors, report };
+}
+
+/** Data-free compression of `w` `[m, n]`: truncated SVD to `rank`, then the method's encoding. */
+export async function compressLayer(
+  name: string,
+  w: Matrix32,
+  rank: number,
+  representation: Representation,
+  dtype: FloatDtype,
+): Promise<{ tensors: OutputTensor[]; report: LayerReport }> {
+  const started = performance.now();
+  const pair = await truncatedSvd(w, rank, { dtype: "float32" });
+  return encodeLayer(
+    name,
+    w,
+    pair.a as Matrix32,
+    pair.b as Matrix32,
+    representation,
+    dtype,
+    started,
+  );
 }

@@ -6,9 +6,26 @@ import { ARTIFACT_FORMAT_VERSION } from "./plan.ts";
 
 export const REPORT_FILE_NAME = "report.json";
 
+export interface PerplexityReport {
+  perplexity: number;
+  /** Mean negative log-likelihood per predicted token, in nats. */
+  mean_nll: number;
+}
+
+export interface EvaluationReport {
+  sequences: number;
+  /** Predicted tokens: the sum of `length - 1` over the sequences. */
+  tokens: number;
+  original: PerplexityReport;
+  compressed: PerplexityReport;
+}
+
 export interface CompressionReport {
   format_version: string;
   options: CompressionOptions;
+  /** Calibration data used by the data-aware methods. */
+  calibration?: { sequences: number; tokens: number };
+  evaluation?: EvaluationReport;
   layers: LayerReport[];
   totals: {
     layers: number;
@@ -30,10 +47,12 @@ export function buildReport(input: {
   bytesBefore: number;
   bytesAfter: number;
   seconds: number;
+  calibration?: { sequences: number; tokens: number };
+  evaluation?: EvaluationReport;
 }): CompressionReport {
   const paramsBefore = input.layers.reduce((sum, layer) => sum + layer.params_before, 0);
   const paramsAfter = input.layers.reduce((sum, layer) => sum + layer.params_after, 0);
-  return {
+  const report: CompressionReport = {
     format_version: ARTIFACT_FORMAT_VERSION,
     options: input.options,
     layers: input.layers,
@@ -47,4 +66,7 @@ export function buildReport(input: {
       seconds: input.seconds,
     },
   };
+  if (input.calibration) report.calibration = input.calibration;
+  if (input.evaluation) report.evaluation = input.evaluation;
+  return report;
 }
