@@ -25,6 +25,7 @@ import {
 } from "../../src/model/index.ts";
 import { compressWithCalibration, decoderTargets, orderByLayer } from "./data-aware.ts";
 import { compressLayer, type LayerReport } from "./layer.ts";
+import type { LayerStore } from "./layer-store.ts";
 import { type CompressionPlan, planCompression, tensorBytes } from "./plan.ts";
 import {
   buildReport,
@@ -57,6 +58,8 @@ export interface CompressInput {
   /** Checked between layers; an abort stops the job and removes partial files. */
   signal?: AbortSignal;
   logger?: Logger;
+  /** Where finished layers are saved before progress reports them, and found again on a retry. */
+  layerStore?: LayerStore;
 }
 
 export interface CompressResult {
@@ -131,15 +134,22 @@ async function compressDataFree(
       continue;
     }
     const { layer } = step;
-    const data = await checkpoint.readTensorFloat32(layer.source); // [m, n]
-    assertFinite(layer.source.name, data, layer.source.shape);
-    const { tensors, report } = await compressLayer(
-      layer.source.name,
-      { rows: layer.m, cols: layer.n, data },
-      layer.rank,
-      layer.representation,
-      layer.outputDtype,
-    );
+    let encoded = await input.layerStore?.load(layer.source.name);
+    if (encoded) {
+      logger?.debug({ layer: layer.source.name }, "layer loaded from an earlier attempt");
+    } else {
+      const data = await checkpoint.readTensorFloat32(layer.source); // [m, n]
+      assertFinite(layer.source.name, data, layer.source.shape);
+      encoded = await compressLayer(
+        layer.source.name,
+        { rows: layer.m, cols: layer.n, data },
+        layer.rank,
+        layer.representation,
+        layer.outputDtype,
+      );
+      await input.layerStore?.save(layer.source.name, encoded);
+    }
+    const { tensors, report } = encoded;
     for (const tensor of tensors) await writer.writeTensor(tensor.name, tensor.bytes);
     reports.push(report);
     logger?.debug(
@@ -215,6 +225,7 @@ export async function compressCheckpoint(input: CompressInput): Promise<Compress
         writer,
         signal: input.signal,
         logger: input.logger,
+        layerStore: input.layerStore,
         onGroup: async (group) => {
           done += group.length;
           await input.onProgress?.({

@@ -16,6 +16,7 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import type { Checkpoint } from "../../src/checkpoint/checkpoint.ts";
 import { assertFinite } from "../../src/checkpoint/finite.ts";
+import { decodeFloat32 } from "../../src/checkpoint/float-codec.ts";
 import type { SafetensorsWriter } from "../../src/checkpoint/writer.ts";
 import { CompressionError } from "../../src/compression/errors.ts";
 import type { CompressionOptions } from "../../src/compression/options.ts";
@@ -42,8 +43,9 @@ import {
 import { refitPair } from "../../src/numerics/m-update.ts";
 import { whitenedSvd } from "../../src/numerics/whiten.ts";
 import { encodeLayer, type LayerReport } from "./layer.ts";
+import type { EncodedLayer, LayerStore } from "./layer-store.ts";
 import type { CompressionPlan, LayerPlan, PlanStep } from "./plan.ts";
-import { accumulateStatistics, mStatistics } from "./statistics.ts";
+import { accumulateStatistics, type GroupStatistics, mStatistics } from "./statistics.ts";
 
 /** Linear groups that share an input, in forward order. */
 export const LINEAR_GROUPS: readonly (readonly DecoderLinearName[])[] = [
@@ -66,6 +68,7 @@ export interface DataAwareInput {
   onGroup: (report: LayerReport[]) => Promise<void>;
   signal?: AbortSignal;
   logger?: Logger;
+  layerStore?: LayerStore;
 }
 
 /** Decoder layer index of a tensor name, or -1 for tensors outside the layers. */
@@ -142,10 +145,7 @@ export async function compressWithCalibration(input: DataAwareInput): Promise<La
   const steps = orderByLayer(plan.steps);
   const reports: LayerReport[] = [];
 
-  const writeSteps = async (
-    layerIndex: number,
-    encoded: Map<string, Awaited<ReturnType<typeof encodeLayer>>>,
-  ) => {
+  const writeSteps = async (layerIndex: number, encoded: Map<string, EncodedLayer>) => {
     for (const step of steps) {
       const name = step.kind === "copy" ? step.source.name : step.layer.source.name;
       if (layerIndexOf(name) !== layerIndex) continue;
@@ -168,7 +168,7 @@ export async function compressWithCalibration(input: DataAwareInput): Promise<La
     const layer: DecoderLayer = await loadDecoderLayer(checkpoint, spec, index);
     const layerTargets = targets.get(index) ?? new Map<DecoderLinearName, LayerPlan>();
     const fitted: DecoderLayer = { ...layer, linears: { ...layer.linears } };
-    const encoded = new Map<string, Awaited<ReturnType<typeof encodeLayer>>>();
+    const encoded = new Map<string, EncodedLayer>();
 
     const fitGroup = async (
       group: readonly DecoderLinearName[],
@@ -186,44 +186,55 @@ export async function compressWithCalibration(input: DataAwareInput): Promise<La
         assertFinite(decoderLinearPrefix(index, name), w.data, [w.rows, w.cols]);
         weights.set(name, w);
       }
-      const statistics = await accumulateStatistics(weights, xDense, xCompressed, {
-        refit,
-        lambda: options.lambda,
-      });
+      const saved = new Map<DecoderLinearName, EncodedLayer>();
+      for (const name of members) {
+        const found = await input.layerStore?.load(
+          (layerTargets.get(name) as LayerPlan).source.name,
+        );
+        if (found) saved.set(name, found);
+      }
+      // A group restored in full from an earlier attempt needs no statistics.
+      const statistics =
+        saved.size === members.length
+          ? undefined
+          : await accumulateStatistics(weights, xDense, xCompressed, {
+              refit,
+              lambda: options.lambda,
+            });
       const groupReports: LayerReport[] = [];
       for (const name of members) {
         const plan = layerTargets.get(name) as LayerPlan;
-        const w = weights.get(name) as Matrix32;
-        let { a, b } = await whitenedSvd(w, statistics.gram, plan.rank, { dtype: "float64" });
-        if (refit) {
-          ({ a, b } = await refitPair(mStatistics(statistics, name, w), a, b, {
-            steps: options.steps,
-            ridge: options.ridge,
-          }));
+        let result = saved.get(name);
+        if (!result) {
+          const stats = statistics as GroupStatistics;
+          const w = weights.get(name) as Matrix32;
+          let { a, b } = await whitenedSvd(w, stats.gram, plan.rank, { dtype: "float64" });
+          if (refit) {
+            ({ a, b } = await refitPair(mStatistics(stats, name, w), a, b, {
+              steps: options.steps,
+              ridge: options.ridge,
+            }));
+          }
+          result = await encodeLayer(
+            plan.source.name,
+            w,
+            cast(a, "float32"),
+            cast(b, "float32"),
+            plan.representation,
+            plan.outputDtype,
+            started,
+          );
+          await input.layerStore?.save(plan.source.name, result);
+          logger?.debug(
+            { layer: plan.source.name, rank: plan.rank, tokens: stats.tokens },
+            "layer fitted",
+          );
         }
-        const a32 = cast(a, "float32");
-        const b32 = cast(b, "float32");
-        fitted.linears[name] = {
-          kind: "low-rank",
-          a: a32,
-          b: b32,
-          bias: biasOf(layer.linears[name]),
-        };
-        const result = await encodeLayer(
-          plan.source.name,
-          w,
-          a32,
-          b32,
-          plan.representation,
-          plan.outputDtype,
-          started,
-        );
+        // The compressed stream runs what is stored, so a resumed job
+        // continues exactly as an uninterrupted one would.
+        fitted.linears[name] = linearFromEncoded(result, layer.linears[name].bias);
         encoded.set(plan.source.name, result);
         groupReports.push(result.report);
-        logger?.debug(
-          { layer: plan.source.name, rank: plan.rank, tokens: statistics.tokens },
-          "layer fitted",
-        );
       }
       reports.push(...groupReports);
       await input.onGroup(groupReports);
@@ -289,6 +300,35 @@ export async function compressWithCalibration(input: DataAwareInput): Promise<La
   return reports;
 }
 
-function biasOf(linear: Linear): Float32Array | undefined {
-  return linear.bias;
+/** Rebuilds a forward-pass linear from its stored tensors (PIFA or a pair). */
+export function linearFromEncoded(encoded: EncodedLayer, bias: Float32Array | undefined): Linear {
+  const find = (suffix: string) => {
+    const tensor = encoded.tensors.find((t) => t.name.endsWith(`.${suffix}`));
+    if (!tensor) throw new Error(`encoded layer ${encoded.report.name} has no ${suffix} tensor`);
+    return tensor;
+  };
+  const matrix = (suffix: string): Matrix32 => {
+    const tensor = find(suffix);
+    const [rows, cols] = tensor.shape;
+    return { rows, cols, data: decodeFloat32(tensor.bytes, tensor.dtype) };
+  };
+  if (encoded.report.representation === "low-rank") {
+    return { kind: "low-rank", a: matrix("u"), b: matrix("v"), bias };
+  }
+  const pivotRows = matrix("pivot_rows"); // [r, n]
+  const coefficients = matrix("coefficients"); // [m - r, r]
+  const pivotBytes = find("pivots").bytes;
+  const pivots = new Int32Array(
+    pivotBytes.buffer.slice(pivotBytes.byteOffset, pivotBytes.byteOffset + pivotBytes.byteLength),
+  );
+  const m = pivotRows.rows + coefficients.rows;
+  const isPivot = new Uint8Array(m);
+  for (const p of pivots) isPivot[p] = 1;
+  const rest = new Int32Array(m - pivots.length);
+  for (let i = 0, k = 0; i < m; i++) if (!isPivot[i]) rest[k++] = i;
+  return {
+    kind: "pifa",
+    layer: { pivotRows, coefficients, pivots, rest, rows: m, maxAbsCoefficient: Number.NaN },
+    bias,
+  };
 }
