@@ -312,8 +312,12 @@ export class LocalStorage implements Storage {
           await this.#collect(key, prefix, objects);
         }
       } else if (entry.isFile() && key.startsWith(prefix)) {
-        const stats = await stat(join(directory, entry.name));
-        objects.push({ key, size: stats.size, lastModified: stats.mtime });
+        // A file deleted between readdir and stat is no longer an object, so it is skipped.
+        const stats = await stat(join(directory, entry.name)).catch((error: unknown) => {
+          if (errnoOf(error) === "ENOENT") return undefined;
+          throw error;
+        });
+        if (stats) objects.push({ key, size: stats.size, lastModified: stats.mtime });
       }
     }
   }

@@ -1,0 +1,130 @@
+/**
+ * The Fastify application of the HTTP API. It keeps no job state in memory, because every job
+ * lives in Redis and storage. So any number of API processes can serve the same jobs, and a
+ * restarted one continues where the last one stopped.
+ */
+
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import multipart from "@fastify/multipart";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import { EventHub } from "../jobs/events.ts";
+import type { JobKeys } from "../jobs/keys.ts";
+import type { JobQueue } from "../jobs/queue.ts";
+import type { JobStore } from "../jobs/store.ts";
+import type { Storage } from "../storage/types.ts";
+import type { ApiContext, ApiLimits } from "./context.ts";
+import { registerErrorHandlers } from "./error-handler.ts";
+import { createMetricsRegistry, instrumentRequests } from "./metrics.ts";
+import { registerArtifactRoutes } from "./routes/artifacts.ts";
+import { registerCreateJobRoute } from "./routes/create-job.ts";
+import { registerDocsRoutes } from "./routes/docs.ts";
+import { registerEventRoutes } from "./routes/events.ts";
+import { registerHealthRoutes } from "./routes/health.ts";
+import { registerJobRoutes } from "./routes/jobs.ts";
+import { MAX_OPTIONS_BYTES } from "./upload.ts";
+
+export interface ApiAppOptions {
+  redis: Redis;
+  keys: JobKeys;
+  store: JobStore;
+  queue: JobQueue;
+  storage: Storage;
+  limits: ApiLimits;
+  logger: Logger;
+  /** Time in-flight requests get to finish once the app closes, in milliseconds; default 30 s. */
+  shutdownGraceMs?: number;
+}
+
+/** Default time in-flight requests get to finish once the app closes, in milliseconds. */
+const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
+
+/** How often connections are checked for idleness while the app closes, in milliseconds. */
+const IDLE_CHECK_INTERVAL_MS = 100;
+
+/**
+ * Closes each keep-alive connection as soon as its in-flight request has finished, and every
+ * connection once `graceMs` has passed. Fastify closes idle connections only once, when close
+ * starts, so a connection busy at that moment would otherwise stay open until its client drops it.
+ */
+function closeConnectionsWhenIdle(app: FastifyInstance, graceMs: number): void {
+  const server = app.server;
+  const idleCheck = setInterval(() => server.closeIdleConnections(), IDLE_CHECK_INTERVAL_MS);
+  const deadline = setTimeout(() => {
+    app.log.warn(
+      { graceMs },
+      "Requests still running after the shutdown grace period; closing their connections",
+    );
+    server.closeAllConnections();
+  }, graceMs);
+  idleCheck.unref();
+  deadline.unref();
+  server.once("close", () => {
+    clearInterval(idleCheck);
+    clearTimeout(deadline);
+  });
+}
+
+/** Largest JSON request body; a `source` submission is well under 100 KB. */
+const JSON_BODY_LIMIT = 1024 * 1024;
+
+/** Most shards one upload may carry; real checkpoints have a few hundred at most. */
+const MAX_FILE_PARTS = 10_000;
+
+/** Client request ids are echoed only when short and plain, so they cannot forge log lines. */
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+function requestIdOf(request: IncomingMessage): string {
+  const header = request.headers["x-request-id"];
+  return typeof header === "string" && CLIENT_REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+/** Builds the API app with all routes registered; the caller listens and closes it. */
+export async function buildApiApp(options: ApiAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    // pino 10 loggers implement FastifyBaseLogger; the cast only widens the generic parameter.
+    loggerInstance: options.logger as FastifyBaseLogger,
+    genReqId: requestIdOf,
+    bodyLimit: JSON_BODY_LIMIT,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  const events = await EventHub.open(options.redis, options.keys, options.logger);
+  const context: ApiContext = { ...options, events, openStreams: new Set() };
+  // Event streams end here, so their connections are idle by the time Fastify closes idle
+  // connections; otherwise close would wait for each client's keep-alive timeout.
+  app.addHook("preClose", async () => {
+    await events.close();
+    await Promise.allSettled([...context.openStreams]);
+    closeConnectionsWhenIdle(app, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
+  });
+
+  await app.register(multipart, {
+    limits: {
+      // The storage layer enforces the upload budget across all parts; this only stops a single
+      // part well past it in the parser.
+      fileSize: options.limits.maxUploadBytes + 1,
+      files: MAX_FILE_PARTS,
+      fieldSize: MAX_OPTIONS_BYTES + 1,
+    },
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+  registerErrorHandlers(app);
+  const registry = createMetricsRegistry(options.store);
+  instrumentRequests(app, registry);
+
+  registerCreateJobRoute(app, context);
+  registerJobRoutes(app, context);
+  registerEventRoutes(app, context);
+  registerArtifactRoutes(app, context);
+  registerHealthRoutes(app, context, registry);
+  await registerDocsRoutes(app);
+  return app;
+}

@@ -1,0 +1,235 @@
+/**
+ * Receiving a multipart job submission. Every file part streams straight into storage under a key
+ * the service generates (`jobs/<id>/inputs/...`). Client file names pass the checkpoint module's
+ * shard-name check and are recorded only as the shard names the index refers to.
+ */
+
+import { Readable } from "node:stream";
+import type { Multipart } from "@fastify/multipart";
+import type { FastifyRequest } from "fastify";
+import { checkShardName } from "../checkpoint/names.ts";
+import { SAFETENSORS_FILE_NAME, SAFETENSORS_INDEX_NAME } from "../checkpoint/shard-index.ts";
+import { type CompressionOptions, parseCompressionOptions } from "../compression/options.ts";
+import type { JobInputs, StoredInput } from "../jobs/model.ts";
+import type { Storage } from "../storage/types.ts";
+import { ApiError } from "./errors.ts";
+
+/** Parts that carry one file each, with the file name their storage key ends in. */
+const SINGLE_FILE_PARTS = {
+  index: "index.json",
+  config: "config.json",
+  calibration: "calibration.json",
+  evaluation: "evaluation.json",
+} as const;
+
+type SingleFilePart = keyof typeof SINGLE_FILE_PARTS;
+
+const ACCEPTED_PARTS = ["options", "checkpoint", ...Object.keys(SINGLE_FILE_PARTS)];
+
+/** Largest `options` part; real options are a few hundred bytes. */
+export const MAX_OPTIONS_BYTES = 64 * 1024;
+
+/** Parses the `options` part (JSON text) with the shared compression options schema. */
+export function parseOptionsText(text: string): CompressionOptions {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ApiError(
+      "INVALID_OPTIONS",
+      `options is not valid JSON (${(error as Error).message}): send a JSON object such as {"method":"pifa","density":0.5}`,
+      "options",
+    );
+  }
+  const parsed = parseCompressionOptions(value);
+  if (!parsed.ok) throw new ApiError("INVALID_OPTIONS", parsed.issue.message, parsed.issue.field);
+  return parsed.options;
+}
+
+async function readSmallPart(part: Multipart, maxBytes: number): Promise<string> {
+  if (part.type === "field") {
+    if (part.valueTruncated) {
+      throw new ApiError(
+        "INVALID_OPTIONS",
+        `the ${part.fieldname} part exceeds ${maxBytes} bytes`,
+        part.fieldname,
+      );
+    }
+    return String(part.value);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of part.file) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      part.file.resume();
+      throw new ApiError(
+        "INVALID_OPTIONS",
+        `the ${part.fieldname} part exceeds ${maxBytes} bytes`,
+        part.fieldname,
+      );
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Collects the parts of one upload and stores their bodies as they arrive. */
+class UploadReceiver {
+  readonly #storage: Storage;
+  readonly #prefix: string;
+  #remainingBytes: number;
+  options: CompressionOptions | undefined;
+  readonly checkpointParts: StoredInput[] = [];
+  readonly singleParts = new Map<SingleFilePart, StoredInput>();
+
+  constructor(storage: Storage, jobId: string, maxUploadBytes: number) {
+    this.#storage = storage;
+    this.#prefix = `jobs/${jobId}/inputs/`;
+    this.#remainingBytes = maxUploadBytes;
+  }
+
+  async receive(part: Multipart): Promise<void> {
+    const name = part.fieldname;
+    if (name === "options") {
+      if (this.options !== undefined) throw duplicatePart(name);
+      this.options = parseOptionsText(await readSmallPart(part, MAX_OPTIONS_BYTES));
+      return;
+    }
+    if (name === "checkpoint") {
+      await this.#receiveCheckpoint(part);
+      return;
+    }
+    if (name in SINGLE_FILE_PARTS) {
+      const partName = name as SingleFilePart;
+      if (this.singleParts.has(partName)) throw duplicatePart(name);
+      const stored = await this.#store(part, `${this.#prefix}${SINGLE_FILE_PARTS[partName]}`);
+      this.singleParts.set(partName, { name: SINGLE_FILE_PARTS[partName], ...stored });
+      return;
+    }
+    if (part.type === "file") part.file.resume();
+    throw new ApiError(
+      "UNEXPECTED_PART",
+      `unexpected part ${JSON.stringify(name)}: accepted parts are ${ACCEPTED_PARTS.join(", ")}`,
+      name,
+    );
+  }
+
+  async #receiveCheckpoint(part: Multipart): Promise<void> {
+    if (part.type !== "file") {
+      throw new ApiError(
+        "INVALID_REQUEST",
+        "the checkpoint part must be a file with a file name",
+        "checkpoint",
+      );
+    }
+    try {
+      checkShardName(part.filename ?? "", "checkpoint part");
+    } catch (error) {
+      part.file.resume();
+      throw error;
+    }
+    const key = `${this.#prefix}checkpoint-${this.checkpointParts.length}.safetensors`;
+    const stored = await this.#store(part, key);
+    this.checkpointParts.push({ name: part.filename, ...stored });
+  }
+
+  async #store(part: Multipart, key: string): Promise<Omit<StoredInput, "name">> {
+    if (part.type === "field" && part.valueTruncated) {
+      throw new ApiError(
+        "UPLOAD_TOO_LARGE",
+        `the ${part.fieldname} field exceeds ${MAX_OPTIONS_BYTES} bytes: send it as a file part`,
+        part.fieldname,
+      );
+    }
+    const body =
+      part.type === "file" ? part.file : Readable.from([Buffer.from(String(part.value))]);
+    try {
+      const result = await this.#storage.put(key, body, { maxBytes: this.#remainingBytes });
+      this.#remainingBytes -= result.size;
+      return { key, size: result.size, sha256: result.sha256 };
+    } catch (error) {
+      if (part.type === "file") part.file.resume();
+      throw error;
+    }
+  }
+}
+
+function duplicatePart(name: string): ApiError {
+  return new ApiError("UNEXPECTED_PART", `the ${name} part appears twice: send it once`, name);
+}
+
+/** Checkpoint inputs under their checkpoint names: one `model.safetensors`, or shards plus the index. */
+function checkpointInputs(receiver: UploadReceiver): StoredInput[] {
+  const parts = receiver.checkpointParts;
+  if (parts.length === 0) {
+    throw new ApiError(
+      "MISSING_PART",
+      "the checkpoint part is missing: attach model.safetensors or the shards",
+      "checkpoint",
+    );
+  }
+  const index = receiver.singleParts.get("index");
+  if (index !== undefined) return [...parts, { ...index, name: SAFETENSORS_INDEX_NAME }];
+  if (parts.length > 1) {
+    throw new ApiError(
+      "MISSING_PART",
+      `${parts.length} checkpoint parts were sent without an index part: attach ${SAFETENSORS_INDEX_NAME} as the "index" part`,
+      "index",
+    );
+  }
+  return [{ ...parts[0], name: SAFETENSORS_FILE_NAME }];
+}
+
+/**
+ * Discards the rest of a request body that an error left unread. Without this the parser's
+ * backpressure pauses the socket, and a keep-alive client could never send its next request on
+ * that connection. A client that keeps sending past `maxBytes` gets its connection closed.
+ */
+export function discardRemainingBody(request: FastifyRequest, maxBytes: number): void {
+  const raw = request.raw;
+  if (raw.readableEnded || raw.destroyed) return;
+  raw.unpipe();
+  let discarded = 0;
+  raw.on("data", (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > maxBytes) raw.destroy();
+  });
+  raw.resume();
+}
+
+/**
+ * Reads every part of the request into storage and returns the validated options and the inputs.
+ * On failure, objects already stored stay under `jobs/<id>/inputs/` for the caller to delete.
+ */
+export async function receiveUpload(
+  request: FastifyRequest,
+  storage: Storage,
+  jobId: string,
+  maxUploadBytes: number,
+): Promise<{ options: CompressionOptions; inputs: JobInputs }> {
+  const receiver = new UploadReceiver(storage, jobId, maxUploadBytes);
+  for await (const part of request.parts()) await receiver.receive(part);
+
+  if (receiver.options === undefined) {
+    throw new ApiError(
+      "MISSING_PART",
+      'the options part is missing: send it as JSON, e.g. {"method":"pifa","density":0.5}',
+      "options",
+    );
+  }
+  const config = receiver.singleParts.get("config");
+  if (config === undefined) {
+    throw new ApiError(
+      "MISSING_PART",
+      "the config part is missing: attach the model's config.json",
+      "config",
+    );
+  }
+  const inputs: JobInputs = { checkpoint: checkpointInputs(receiver), config };
+  const calibration = receiver.singleParts.get("calibration");
+  if (calibration) inputs.calibration = calibration;
+  const evaluation = receiver.singleParts.get("evaluation");
+  if (evaluation) inputs.evaluation = evaluation;
+  return { options: receiver.options, inputs };
+}

@@ -1,0 +1,23 @@
+/**
+ * `pifa`: the command-line entry point. Offline commands (inspect, compress,
+ * expand) work on local files; the service commands run the HTTP API and
+ * workers.
+ */
+
+import { Command } from "commander";
+import { registerEvalCommand } from "./eval.ts";
+import { registerJobsCommand } from "./jobs.ts";
+import { registerOfflineCommands } from "./offline.ts";
+import { registerServiceCommands } from "./serve.ts";
+
+const program = new Command("pifa")
+  .description("Compress LLM checkpoints with truncated SVD, SVD-LLM, M and PIFA")
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+registerOfflineCommands(program);
+registerEvalCommand(program);
+registerJobsCommand(program);
+registerServiceCommands(program);
+
+await program.parseAsync(process.argv);
