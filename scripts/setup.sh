@@ -21,3 +21,7 @@ if [[ -d /usr/include/node ]]; then
   export npm_config_nodedir=/usr
 fi
 npm ci
+
+# npm does not link a package's own bin into node_modules/.bin, so without
+# this `npx pifa` would download and install a copy of the repository.
+ln -sf ../../bin/pifa.js node_modules/.bin/pifa

@@ -90,7 +90,7 @@ describe("pifa CLI", () => {
       "1.5",
     );
     expect(code).toBe(1);
-    expect(stderr).toContain("options.density");
+    expect(stderr).toContain("--density: density must be at most 1");
   });
 
   it("compress rejects a non-numeric density", async () => {
@@ -104,5 +104,42 @@ describe("pifa CLI", () => {
     );
     expect(code).not.toBe(0);
     expect(stderr).toContain("--density must be a number");
+  });
+
+  it("compress names a missing source path", async () => {
+    const { code, stderr } = await pifa(
+      "compress",
+      path.join(work, "absent"),
+      "--out",
+      path.join(work, "y"),
+      "--density",
+      "0.5",
+    );
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^error ENOENT: .*absent does not exist/);
+  });
+
+  it("failed compress leaves no output directory", async () => {
+    const out = path.join(work, "never");
+    const { code, stderr } = await pifa(
+      "compress",
+      FIXTURE,
+      "--out",
+      out,
+      "--density",
+      "0.5",
+      "--targets",
+      "nothing.*",
+    );
+    expect(code).toBe(1);
+    expect(stderr).toContain("NO_TARGETS");
+    await expect(readFile(path.join(out, "report.json"))).rejects.toThrow();
+    await expect(import("node:fs/promises").then((fs) => fs.stat(out))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("prints its version", async () => {
+    const { code, stdout } = await pifa("--version");
+    expect(code).toBe(0);
+    expect(stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 });

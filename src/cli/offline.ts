@@ -1,6 +1,6 @@
 /** Offline commands on local files: `inspect`, `compress`, `expand`. */
 
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import type { EvaluationReport } from "../../workers/pipeline/report.ts";
@@ -42,15 +42,63 @@ function parseNumber(name: string) {
   };
 }
 
+/** CLI flag of each option field, so errors name what the user typed. */
+const OPTION_FLAGS: Record<string, string> = {
+  "options.method": "--method",
+  "options.density": "--density",
+  "options.rankMultiple": "--rank-multiple",
+  "options.targets": "--targets",
+  "options.exclude": "--exclude",
+  "options.dtype": "--dtype",
+  "options.shardBytes": "--shard-size",
+  "options.lambda": "--lambda",
+  "options.steps": "--steps",
+  "options.ridge": "--ridge",
+  "options.calibrationSequences": "--sequences",
+  "options.sequenceLength": "--sequence-length",
+};
+
+/** Node's file-system errors (`ENOENT`, `EEXIST`...) carry `syscall` and `path`. */
+function describeSystemError(error: NodeJS.ErrnoException): { code: string; message: string } {
+  const reasons: Record<string, string> = {
+    ENOENT: "does not exist",
+    EEXIST: "already exists and is not a directory",
+    EACCES: "is not accessible with this user's permissions",
+    ENOTDIR: "has a file where a directory is expected",
+    EISDIR: "is a directory where a file is expected",
+  };
+  const reason = reasons[error.code ?? ""] ?? `failed (${error.code})`;
+  return {
+    code: error.code ?? "SYSTEM_ERROR",
+    message: `${error.path ?? "path"} ${reason}: check the path`,
+  };
+}
+
 /** Prints a failure the way scripts expect: the error code first, exit status 1. */
 function fail(error: unknown, json: boolean): never {
   if (isCheckpointError(error) || (error instanceof Error && "code" in error)) {
-    const { code, message } = error as Error & { code: string };
+    const system = error as NodeJS.ErrnoException;
+    const { code, message } =
+      typeof system.syscall === "string"
+        ? describeSystemError(system)
+        : (error as Error & { code: string });
     if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
     else process.stderr.write(`error ${code}: ${message}\n`);
     process.exit(1);
   }
   throw error;
+}
+
+/** Creates `dir` and returns a cleanup that removes it again if this run created it. */
+async function prepareOutput(dir: string): Promise<() => Promise<void>> {
+  const existed = await stat(dir).then(
+    () => true,
+    () => false,
+  );
+  await mkdir(dir, { recursive: true });
+  return async () => {
+    if (!existed) await rm(dir, { recursive: true, force: true });
+  };
 }
 
 function formatBytes(bytes: number): string {
@@ -155,15 +203,21 @@ async function compress(source: string, flags: CompressFlags): Promise<void> {
   });
   if (!parsed.ok) {
     fail(
-      Object.assign(new Error(`${parsed.issue.field}: ${parsed.issue.message}`), {
-        code: "INVALID_OPTIONS",
-      }),
+      Object.assign(
+        new Error(
+          `${OPTION_FLAGS[parsed.issue.field] ?? parsed.issue.field}: ${parsed.issue.message}`,
+        ),
+        {
+          code: "INVALID_OPTIONS",
+        },
+      ),
       json,
     );
   }
   // Loaded here so inspect and expand work even where the BLAS addon is missing.
   const { compressCheckpoint } = await import("../../workers/pipeline/compress.ts");
   const progress = createProgress(process.stderr, !json);
+  let removeOutput: (() => Promise<void>) | undefined;
   try {
     const { checkpoint, dir } = await openLocalCheckpoint(source);
     const configPath = path.join(dir, "config.json");
@@ -174,7 +228,7 @@ async function compress(source: string, flags: CompressFlags): Promise<void> {
       await checkpoint.close();
       throw error;
     });
-    await mkdir(flags.out, { recursive: true });
+    removeOutput = await prepareOutput(flags.out);
     const result = await compressCheckpoint({
       checkpoint,
       config,
@@ -199,6 +253,7 @@ async function compress(source: string, flags: CompressFlags): Promise<void> {
     );
   } catch (error) {
     progress.finish();
+    await removeOutput?.();
     fail(error, json);
   }
 }

@@ -60,6 +60,8 @@ export interface CompressInput {
   logger?: Logger;
   /** Where finished layers are saved before progress reports them, and found again on a retry. */
   layerStore?: LayerStore;
+  /** True when layer-group child jobs already saved every layer, so loading them is no resume. */
+  layersPrecomputed?: boolean;
 }
 
 export interface CompressResult {
@@ -136,7 +138,8 @@ async function compressDataFree(
     const { layer } = step;
     let encoded = await input.layerStore?.load(layer.source.name);
     if (encoded) {
-      logger?.debug({ layer: layer.source.name }, "layer loaded from an earlier attempt");
+      const from = input.layersPrecomputed ? "its layer group" : "an earlier attempt";
+      logger?.debug({ layer: layer.source.name }, `layer loaded from ${from}`);
     } else {
       const data = await checkpoint.readTensorFloat32(layer.source); // [m, n]
       assertFinite(layer.source.name, data, layer.source.shape);
@@ -227,13 +230,17 @@ export async function compressCheckpoint(input: CompressInput): Promise<Compress
         logger: input.logger,
         layerStore: input.layerStore,
         onGroup: async (group) => {
-          done += group.length;
-          await input.onProgress?.({
-            stage: "compressing",
-            layersDone: done,
-            layersTotal,
-            layer: group[group.length - 1]?.name,
-          });
+          // One update per layer, as data-free jobs report, although a
+          // group's layers finish together.
+          for (const layer of group) {
+            done += 1;
+            await input.onProgress?.({
+              stage: "compressing",
+              layersDone: done,
+              layersTotal,
+              layer: layer.name,
+            });
+          }
         },
       });
     } else {
