@@ -1,7 +1,9 @@
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
+import { type ApiKeyEntry, hashApiKey } from "./api/auth.ts";
 import { redactRedisUrl } from "./redis/url.ts";
 import { parseStorageUrl } from "./storage/url.ts";
 
@@ -38,6 +40,27 @@ export interface Config {
   readonly queuePrefix: string;
   /** Jobs one worker process runs at a time (`PIFA_WORKER_CONCURRENCY`). */
   readonly workerConcurrency: number;
+  /**
+   * BullMQ job lock duration in milliseconds (`PIFA_LOCK_DURATION_MS`): a crashed worker's job is
+   * picked up again after about this long, and the stalled-job check runs at this interval (30 s
+   * at most).
+   */
+  readonly lockDurationMs: number;
+  /**
+   * SHA-256 digests of the API keys with their tenants (`PIFA_API_KEYS`, `PIFA_ADMIN_KEYS` or their
+   * `_FILE` variants). Empty means the single-user mode without authentication.
+   */
+  readonly apiKeys: readonly ApiKeyEntry[];
+  /** Requests per minute per tenant (`PIFA_RATE_LIMIT_PER_MINUTE`); 0 means unlimited. */
+  readonly rateLimitPerMinute: number;
+  /** Queued plus running jobs per tenant (`PIFA_MAX_ACTIVE_JOBS_PER_TENANT`); 0 means unlimited. */
+  readonly maxActiveJobsPerTenant: number;
+  /** Uploaded plus artifact bytes per tenant (`PIFA_MAX_STORED_BYTES_PER_TENANT`); 0 means unlimited. */
+  readonly maxStoredBytesPerTenant: number;
+  /** Multipart parts (fields and files) per upload (`PIFA_MAX_UPLOAD_PARTS`). */
+  readonly maxUploadParts: number;
+  /** Seconds an upload may send no bytes before its connection is closed (`PIFA_UPLOAD_IDLE_SECONDS`). */
+  readonly uploadIdleSeconds: number;
 }
 
 /** One invalid variable: its name, its value as safe to print, and the expected form. */
@@ -90,15 +113,20 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
     .pipe(z.number().int().min(min).max(max));
 }
 
-const byteSize = z
-  .string()
-  .trim()
-  .regex(/^[0-9]+\s*(b|kib|mib|gib|tib)?$/i)
-  .transform((text) => {
-    const [, digits = "", unit = "b"] = /^([0-9]+)\s*([a-z]*)$/i.exec(text) ?? [];
-    return Number(digits) * (BYTE_UNITS[unit.toLowerCase()] ?? 1);
-  })
-  .pipe(z.number().int().min(1).max(Number.MAX_SAFE_INTEGER));
+function byteCount(min: number) {
+  return z
+    .string()
+    .trim()
+    .regex(/^[0-9]+\s*(b|kib|mib|gib|tib)?$/i)
+    .transform((text) => {
+      const [, digits = "", unit = "b"] = /^([0-9]+)\s*([a-z]*)$/i.exec(text) ?? [];
+      return Number(digits) * (BYTE_UNITS[unit.toLowerCase()] ?? 1);
+    })
+    .pipe(z.number().int().min(min).max(Number.MAX_SAFE_INTEGER));
+}
+
+const byteSize = byteCount(1);
+const BYTE_SIZE_FORM = "whole number of bytes, optionally with a unit B, KiB, MiB, GiB or TiB";
 
 const host = z.union([z.ipv4(), z.ipv6(), z.hostname()]);
 
@@ -157,6 +185,100 @@ class EnvironmentReader {
   }
 }
 
+/** Tenant names: lowercase letters, digits, dots, underscores and hyphens, starting alphanumeric. */
+export const TENANT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/** Shortest accepted API key, so keys cannot be guessed by enumeration. */
+export const MIN_API_KEY_LENGTH = 16;
+
+const apiKeyPair = z.object({
+  tenant: z.string().regex(TENANT_NAME),
+  key: z.string().min(MIN_API_KEY_LENGTH),
+});
+
+/** Reads `variable` or the file named by `<variable>_FILE`; setting both is an issue. */
+function readKeyText(env: NodeJS.ProcessEnv, variable: string, issues: ConfigIssue[]): string {
+  const fileVariable = `${variable}_FILE`;
+  const inline = env[variable]?.trim() ?? "";
+  const path = env[fileVariable]?.trim() ?? "";
+  if (inline !== "" && path !== "") {
+    issues.push({
+      variable: fileVariable,
+      value: JSON.stringify(path),
+      expected: `either ${variable} or ${fileVariable}, not both: unset one of them`,
+    });
+    return "";
+  }
+  if (path === "") return inline;
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    issues.push({
+      variable: fileVariable,
+      value: JSON.stringify(path),
+      expected: `a readable file of tenant=key pairs (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    });
+    return "";
+  }
+}
+
+/**
+ * Parses comma- or newline-separated `tenant=key` pairs into hashed entries. Issues name the
+ * entry by position and tenant, never by key. Lines starting with `#` are comments.
+ */
+function parseKeyPairs(
+  text: string,
+  variable: string,
+  admin: boolean,
+  issues: ConfigIssue[],
+): ApiKeyEntry[] {
+  const entries: ApiKeyEntry[] = [];
+  const pairs = text
+    .split(/[,\n]/)
+    .map((pair) => pair.trim())
+    .filter((pair) => pair !== "" && !pair.startsWith("#"));
+  pairs.forEach((pair, index) => {
+    const separator = pair.indexOf("=");
+    const parsed = apiKeyPair.safeParse({
+      tenant: separator < 0 ? "" : pair.slice(0, separator).trim(),
+      key: separator < 0 ? "" : pair.slice(separator + 1).trim(),
+    });
+    if (!parsed.success) {
+      const field = parsed.error.issues[0]?.path[0] === "tenant" ? "tenant name" : "key";
+      issues.push({
+        variable,
+        value: `<entry ${index + 1}, redacted>`,
+        expected: `tenant=key pairs with a tenant name matching ${TENANT_NAME.source} and a key of at least ${MIN_API_KEY_LENGTH} characters; this entry has an invalid ${field}`,
+      });
+      return;
+    }
+    entries.push({ tenant: parsed.data.tenant, admin, sha256: hashApiKey(parsed.data.key) });
+  });
+  return entries;
+}
+
+/** Reads the tenant and admin keys and rejects a key configured twice. */
+function readApiKeys(env: NodeJS.ProcessEnv, issues: ConfigIssue[]): ApiKeyEntry[] {
+  const entries = [
+    ...parseKeyPairs(readKeyText(env, "PIFA_API_KEYS", issues), "PIFA_API_KEYS", false, issues),
+    ...parseKeyPairs(readKeyText(env, "PIFA_ADMIN_KEYS", issues), "PIFA_ADMIN_KEYS", true, issues),
+  ];
+  const seen = new Map<string, string>();
+  for (const entry of entries) {
+    const digest = entry.sha256.toString("hex");
+    const other = seen.get(digest);
+    if (other !== undefined) {
+      issues.push({
+        variable: "PIFA_API_KEYS",
+        value: "<redacted>",
+        expected: `a distinct key per entry: tenants ${JSON.stringify(other)} and ${JSON.stringify(entry.tenant)} share one key`,
+      });
+    }
+    seen.set(digest, entry.tenant);
+  }
+  return entries;
+}
+
 /** Resolves the storage location; without a URL it is local storage at `<dataDir>/storage`. */
 function storageSettings(url: string | undefined, dataDir: string): Config["storage"] {
   if (url === undefined) {
@@ -207,7 +329,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxUploadBytes: reader.read(
       "PIFA_MAX_UPLOAD_BYTES",
       byteSize,
-      "a positive whole number of bytes, optionally with a unit B, KiB, MiB, GiB or TiB (such as 68719476736 or 64GiB)",
+      `a positive ${BYTE_SIZE_FORM} (such as 68719476736 or 64GiB)`,
       64 * GiB,
     ),
     jobRetentionSeconds: reader.read(
@@ -229,6 +351,43 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       "{pifa}",
     ),
     workerConcurrency: reader.read("PIFA_WORKER_CONCURRENCY", integer(1), "a positive integer", 1),
+    lockDurationMs: reader.read(
+      "PIFA_LOCK_DURATION_MS",
+      integer(1000),
+      "an integer number of milliseconds, at least 1000",
+      5 * 60 * 1000,
+    ),
+    apiKeys: readApiKeys(env, reader.issues),
+    rateLimitPerMinute: reader.read(
+      "PIFA_RATE_LIMIT_PER_MINUTE",
+      integer(0),
+      "a non-negative integer number of requests per minute (0 for unlimited)",
+      600,
+    ),
+    maxActiveJobsPerTenant: reader.read(
+      "PIFA_MAX_ACTIVE_JOBS_PER_TENANT",
+      integer(0),
+      "a non-negative integer number of jobs (0 for unlimited)",
+      16,
+    ),
+    maxStoredBytesPerTenant: reader.read(
+      "PIFA_MAX_STORED_BYTES_PER_TENANT",
+      byteCount(0),
+      `a non-negative ${BYTE_SIZE_FORM} (0 for unlimited)`,
+      1024 * GiB,
+    ),
+    maxUploadParts: reader.read(
+      "PIFA_MAX_UPLOAD_PARTS",
+      integer(1, 100_000),
+      "an integer from 1 to 100000",
+      256,
+    ),
+    uploadIdleSeconds: reader.read(
+      "PIFA_UPLOAD_IDLE_SECONDS",
+      integer(1, 86_400),
+      "an integer number of seconds from 1 to 86400",
+      60,
+    ),
   };
 
   if (reader.issues.length > 0) {
@@ -236,5 +395,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   Object.freeze(config.storage);
   Object.freeze(config.redis);
+  Object.freeze(config.apiKeys);
   return Object.freeze(config);
 }

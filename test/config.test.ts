@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -59,6 +60,12 @@ describe("loadConfig", () => {
       PIFA_JOB_RETENTION_COUNT: "25",
       PIFA_QUEUE_PREFIX: "{pifa-prod}",
       PIFA_WORKER_CONCURRENCY: "2",
+      PIFA_API_KEYS: "team-a=team-a-key-0123456789abcdef",
+      PIFA_RATE_LIMIT_PER_MINUTE: "120",
+      PIFA_MAX_ACTIVE_JOBS_PER_TENANT: "4",
+      PIFA_MAX_STORED_BYTES_PER_TENANT: "100GiB",
+      PIFA_MAX_UPLOAD_PARTS: "64",
+      PIFA_UPLOAD_IDLE_SECONDS: "30",
     });
 
     expect(config).toEqual({
@@ -74,6 +81,19 @@ describe("loadConfig", () => {
       jobRetentionCount: 25,
       queuePrefix: "{pifa-prod}",
       workerConcurrency: 2,
+      lockDurationMs: 5 * 60 * 1000,
+      apiKeys: [
+        {
+          tenant: "team-a",
+          admin: false,
+          sha256: createHash("sha256").update("team-a-key-0123456789abcdef").digest(),
+        },
+      ],
+      rateLimitPerMinute: 120,
+      maxActiveJobsPerTenant: 4,
+      maxStoredBytesPerTenant: 100 * 1024 ** 3,
+      maxUploadParts: 64,
+      uploadIdleSeconds: 30,
     });
   });
 

@@ -16,8 +16,15 @@ import type { JobKeys } from "../jobs/keys.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { JobStore } from "../jobs/store.ts";
 import type { Storage } from "../storage/types.ts";
+import {
+  ApiKeyChecker,
+  type ApiKeyEntry,
+  registerAuthentication,
+  warnIfOpenOnNetwork,
+} from "./auth.ts";
 import type { ApiContext, ApiLimits } from "./context.ts";
 import { registerErrorHandlers } from "./error-handler.ts";
+import { registerRateLimit, TenantLimiter, type TenantLimits, UNLIMITED } from "./limits.ts";
 import { createMetricsRegistry, instrumentRequests } from "./metrics.ts";
 import { registerArtifactRoutes } from "./routes/artifacts.ts";
 import { registerCreateJobRoute } from "./routes/create-job.ts";
@@ -25,7 +32,7 @@ import { registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
-import { MAX_OPTIONS_BYTES } from "./upload.ts";
+import { closeWhenIdle, DEFAULT_UPLOAD_IDLE_SECONDS, MAX_OPTIONS_BYTES } from "./upload.ts";
 
 export interface ApiAppOptions {
   redis: Redis;
@@ -34,6 +41,10 @@ export interface ApiAppOptions {
   queue: JobQueue;
   storage: Storage;
   limits: ApiLimits;
+  /** Configured API keys; none means the single-user mode without authentication. */
+  apiKeys?: readonly ApiKeyEntry[];
+  /** Per-tenant limits; default unlimited. */
+  tenantLimits?: TenantLimits;
   logger: Logger;
   /** Time in-flight requests get to finish once the app closes, in milliseconds; default 30 s. */
   shutdownGraceMs?: number;
@@ -71,8 +82,8 @@ function closeConnectionsWhenIdle(app: FastifyInstance, graceMs: number): void {
 /** Largest JSON request body; a `source` submission is well under 100 KB. */
 const JSON_BODY_LIMIT = 1024 * 1024;
 
-/** Most shards one upload may carry; real checkpoints have a few hundred at most. */
-const MAX_FILE_PARTS = 10_000;
+/** Default maximum multipart parts of one upload; real checkpoints have a few hundred shards at most. */
+export const DEFAULT_MAX_UPLOAD_PARTS = 256;
 
 /** Client request ids are echoed only when short and plain, so they cannot forge log lines. */
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -82,6 +93,32 @@ function requestIdOf(request: IncomingMessage): string {
   return typeof header === "string" && CLIENT_REQUEST_ID.test(header) ? header : randomUUID();
 }
 
+/** True when the request announces a body, by Content-Length or Transfer-Encoding. */
+function hasBody(request: IncomingMessage): boolean {
+  const length = request.headers["content-length"];
+  return (
+    (length !== undefined && length !== "0") || request.headers["transfer-encoding"] !== undefined
+  );
+}
+
+/**
+ * Closes the connection of a request whose body sends no bytes for `idleMs` while Fastify parses
+ * it. The watch ends before the handler runs, so a slow handler is not cut off. Multipart uploads,
+ * which the handler reads itself, start their own watch in the create-job route.
+ */
+function closeStalledBodies(app: FastifyInstance, idleMs: number): void {
+  const watches = new WeakMap<object, () => void>();
+  const stop = async (request: { raw: IncomingMessage }) => {
+    watches.get(request.raw)?.();
+    watches.delete(request.raw);
+  };
+  app.addHook("onRequest", async (request) => {
+    if (hasBody(request.raw)) watches.set(request.raw, closeWhenIdle(request, idleMs));
+  });
+  app.addHook("preHandler", stop);
+  app.addHook("onResponse", stop);
+}
+
 /** Builds the API app with all routes registered; the caller listens and closes it. */
 export async function buildApiApp(options: ApiAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -89,12 +126,24 @@ export async function buildApiApp(options: ApiAppOptions): Promise<FastifyInstan
     loggerInstance: options.logger as FastifyBaseLogger,
     genReqId: requestIdOf,
     bodyLimit: JSON_BODY_LIMIT,
+    // Uploads of many gigabytes may take hours, so requests get no total time limit. A stalled
+    // upload is closed by the per-upload idle timeout instead (see upload.ts), and idle
+    // keep-alive connections by Node's keepAliveTimeout (Fastify default 72 s).
+    requestTimeout: 0,
+    connectionTimeout: 0,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
   const events = await EventHub.open(options.redis, options.keys, options.logger);
-  const context: ApiContext = { ...options, events, openStreams: new Set() };
+  const checker = new ApiKeyChecker(options.apiKeys ?? []);
+  const tenantLimiter = new TenantLimiter(
+    options.redis,
+    options.keys,
+    options.store,
+    options.tenantLimits ?? UNLIMITED,
+  );
+  const context: ApiContext = { ...options, events, tenantLimiter, openStreams: new Set() };
   // Event streams end here, so their connections are idle by the time Fastify closes idle
   // connections; otherwise close would wait for each client's keep-alive timeout.
   app.addHook("preClose", async () => {
@@ -108,7 +157,8 @@ export async function buildApiApp(options: ApiAppOptions): Promise<FastifyInstan
       // The storage layer enforces the upload budget across all parts; this only stops a single
       // part well past it in the parser.
       fileSize: options.limits.maxUploadBytes + 1,
-      files: MAX_FILE_PARTS,
+      files: options.limits.maxUploadParts ?? DEFAULT_MAX_UPLOAD_PARTS,
+      parts: options.limits.maxUploadParts ?? DEFAULT_MAX_UPLOAD_PARTS,
       fieldSize: MAX_OPTIONS_BYTES + 1,
     },
   });
@@ -117,6 +167,15 @@ export async function buildApiApp(options: ApiAppOptions): Promise<FastifyInstan
     reply.header("x-request-id", request.id);
   });
   registerErrorHandlers(app);
+  closeStalledBodies(app, (options.limits.uploadIdleSeconds ?? DEFAULT_UPLOAD_IDLE_SECONDS) * 1000);
+  registerAuthentication(app, checker);
+  registerRateLimit(app, tenantLimiter);
+  app.addHook("onListen", async () => {
+    const address = app.server.address();
+    if (address !== null && typeof address === "object") {
+      warnIfOpenOnNetwork(address.address, checker, options.logger);
+    }
+  });
   const registry = createMetricsRegistry(options.store);
   instrumentRequests(app, registry);
 

@@ -5,6 +5,7 @@ import type { JobKeys } from "../jobs/keys.ts";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { JobStore } from "../jobs/store.ts";
 import type { Storage } from "../storage/types.ts";
+import type { TenantLimiter } from "./limits.ts";
 
 /** Limits the API enforces on requests. */
 export interface ApiLimits {
@@ -12,6 +13,10 @@ export interface ApiLimits {
   maxUploadBytes: number;
   /** Milliseconds between SSE heartbeat comments. */
   heartbeatMs: number;
+  /** Maximum multipart parts of one upload (default 256); more gets 413 `TOO_MANY_PARTS`. */
+  maxUploadParts?: number;
+  /** Seconds an upload may send no bytes before its connection is closed (default 60). */
+  uploadIdleSeconds?: number;
 }
 
 /** Everything the routes share: connections, the job store and queue, and limits. */
@@ -25,5 +30,6 @@ export interface ApiContext {
   /** Event streams still open; the app waits for them to end when it closes. */
   openStreams: Set<Promise<void>>;
   limits: ApiLimits;
+  tenantLimiter: TenantLimiter;
   logger: Logger;
 }

@@ -12,6 +12,7 @@ import { API_ERRORS, ApiError, type ErrorBody, errorBody } from "./errors.ts";
 interface Mapped {
   status: number;
   body: ErrorBody;
+  retryAfterSeconds?: number;
 }
 
 /** Fastify and @fastify/multipart error codes with a catalogue code of their own. */
@@ -20,17 +21,31 @@ const FRAMEWORK_CODES: Record<string, keyof typeof API_ERRORS> = {
   FST_INVALID_MULTIPART_CONTENT_TYPE: "UNSUPPORTED_MEDIA_TYPE",
   FST_ERR_CTP_BODY_TOO_LARGE: "UPLOAD_TOO_LARGE",
   FST_REQ_FILE_TOO_LARGE: "UPLOAD_TOO_LARGE",
-  FST_FILES_LIMIT: "UPLOAD_TOO_LARGE",
-  FST_PARTS_LIMIT: "UPLOAD_TOO_LARGE",
+  FST_FILES_LIMIT: "TOO_MANY_PARTS",
+  FST_PARTS_LIMIT: "TOO_MANY_PARTS",
   FST_FIELDS_LIMIT: "UPLOAD_TOO_LARGE",
 };
+
+/**
+ * Messages busboy (under @fastify/multipart) raises for a body that is not
+ * valid multipart. They carry no status code, so they are matched by text.
+ */
+const MALFORMED_MULTIPART =
+  /^(Multipart: |Unexpected end of (multipart|form) data|Malformed (part|content)|Part terminated early)/;
 
 function fromStorageError(error: StorageError): Mapped | undefined {
   switch (error.code) {
     case "TOO_LARGE":
       return { status: 413, body: errorBody("UPLOAD_TOO_LARGE", error.message) };
     case "BODY_ABORTED":
-      return { status: 400, body: errorBody("INVALID_REQUEST", error.message) };
+      // The storage message names internal keys; the client needs the cause.
+      return {
+        status: 400,
+        body: errorBody(
+          "INVALID_REQUEST",
+          "The request body ended before the upload was complete: resend the whole multipart body.",
+        ),
+      };
     case "INVALID_RANGE":
       return {
         status: 416,
@@ -56,7 +71,12 @@ function isRedisUnavailable(error: Error): boolean {
 /** Maps a known error to its response, or returns undefined for an unexpected one. */
 export function mapError(error: unknown): Mapped | undefined {
   if (error instanceof ApiError) {
-    return { status: error.status, body: errorBody(error.code, error.message, error.field) };
+    const mapped: Mapped = {
+      status: error.status,
+      body: errorBody(error.code, error.message, error.field),
+    };
+    if (error.retryAfterSeconds !== undefined) mapped.retryAfterSeconds = error.retryAfterSeconds;
+    return mapped;
   }
   if (isInputError(error)) {
     return {
@@ -68,6 +88,15 @@ export function mapError(error: unknown): Mapped | undefined {
     return fromStorageError(error);
   }
   if (!(error instanceof Error)) return undefined;
+  if (MALFORMED_MULTIPART.test(error.message)) {
+    return {
+      status: 400,
+      body: errorBody(
+        "INVALID_REQUEST",
+        `Malformed multipart body (${error.message}): send multipart/form-data with the boundary from the Content-Type header and complete parts.`,
+      ),
+    };
+  }
   if (isRedisUnavailable(error)) {
     return {
       status: 503,
@@ -102,6 +131,8 @@ export function sendError(
   if (mapped) {
     if (mapped.status >= 500)
       request.log.warn({ err: error }, "Request failed: a backend is unavailable");
+    if (mapped.retryAfterSeconds !== undefined)
+      reply.header("retry-after", String(mapped.retryAfterSeconds));
     return reply.code(mapped.status).send(mapped.body);
   }
   request.log.error({ err: error }, "Request failed with an unexpected error");

@@ -29,6 +29,10 @@ export const API_ERRORS = {
     status: 400,
     message: 'The source prefix is invalid: pass a storage directory key such as "models/llama".',
   },
+  UNAUTHORIZED: {
+    status: 401,
+    message: "A valid API key is required: send `Authorization: Bearer <key>`.",
+  },
   JOB_NOT_FOUND: {
     status: 404,
     message: "No job with this id exists; it may have been deleted or expired.",
@@ -52,6 +56,10 @@ export const API_ERRORS = {
       "This Idempotency-Key was used for a different request: use a new key for a new request.",
   },
   UPLOAD_TOO_LARGE: { status: 413, message: "The upload exceeds the configured size limit." },
+  TOO_MANY_PARTS: {
+    status: 413,
+    message: "The upload has more multipart parts than the configured limit.",
+  },
   UNSUPPORTED_MEDIA_TYPE: {
     status: 415,
     message:
@@ -60,6 +68,19 @@ export const API_ERRORS = {
   RANGE_NOT_SATISFIABLE: {
     status: 416,
     message: "The requested byte range lies outside the artifact.",
+  },
+  RATE_LIMITED: {
+    status: 429,
+    message: "Too many requests for this tenant: retry after the Retry-After seconds.",
+  },
+  TOO_MANY_ACTIVE_JOBS: {
+    status: 429,
+    message:
+      "The tenant has the maximum number of queued and running jobs: wait for one to finish.",
+  },
+  STORAGE_QUOTA_EXCEEDED: {
+    status: 429,
+    message: "The tenant's storage quota is used up: delete finished jobs to free space.",
   },
   STORAGE_UNAVAILABLE: { status: 503, message: "Storage is unavailable; retry later." },
   REDIS_UNAVAILABLE: { status: 503, message: "Redis is unavailable; retry later." },
@@ -74,12 +95,21 @@ export class ApiError extends Error {
   readonly code: ApiErrorCode;
   readonly status: number;
   readonly field: string | undefined;
+  /** Seconds for the `Retry-After` header of a 429 response. */
+  retryAfterSeconds: number | undefined;
 
   constructor(code: ApiErrorCode, message?: string, field?: string) {
     super(message ?? API_ERRORS[code].message);
     this.code = code;
     this.status = API_ERRORS[code].status;
     this.field = field;
+  }
+
+  /** Builds a 429 error whose response carries `Retry-After: <seconds>`. */
+  static limited(code: ApiErrorCode, message: string, retryAfterSeconds: number): ApiError {
+    const error = new ApiError(code, message);
+    error.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
+    return error;
   }
 }
 

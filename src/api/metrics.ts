@@ -1,10 +1,12 @@
 /**
  * Prometheus metrics of the API process: HTTP requests by route, method and status with their
- * durations, jobs by status read from the job store at scrape time, and prom-client's process
- * metrics. Each app gets its own registry, so several apps in one process do not collide.
+ * durations, bytes uploaded and artifact bytes served, jobs by status read from the job store at
+ * scrape time, and prom-client's process metrics. Each worker serves its own metrics
+ * (workers/metrics.ts). Each app gets its own registry, so several apps in one process do not
+ * collide.
  */
 
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { JOB_STATUSES } from "../jobs/model.ts";
 import type { JobStore } from "../jobs/store.ts";
@@ -30,6 +32,28 @@ export function createMetricsRegistry(store: JobStore): Registry {
   return registry;
 }
 
+const SUBMIT_ROUTE = "/v1/jobs";
+const ARTIFACT_ROUTE = "/v1/jobs/:id/artifacts/:name";
+
+/** Adds a finished response's bytes to the upload or served counter when its route has one. */
+function countTransferredBytes(
+  route: string | undefined,
+  method: string,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  counters: { uploaded: Counter; served: Counter },
+): void {
+  const status = reply.raw.statusCode;
+  if (route === SUBMIT_ROUTE && method === "POST" && (status === 200 || status === 202)) {
+    // NOTE: chunked uploads carry no Content-Length and are not counted.
+    const length = Number(request.headers["content-length"]);
+    if (Number.isFinite(length) && length > 0) counters.uploaded.inc(length);
+  } else if (route === ARTIFACT_ROUTE && method === "GET" && (status === 200 || status === 206)) {
+    const length = Number(reply.raw.getHeader("content-length"));
+    if (Number.isFinite(length) && length > 0) counters.served.inc(length);
+  }
+}
+
 /**
  * Counts every response and observes its duration. The hook listens on the raw response, so
  * hijacked replies (server-sent events) are measured too, from request start to stream end.
@@ -48,8 +72,24 @@ export function instrumentRequests(app: FastifyInstance, registry: Registry): vo
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
+  const uploaded = new Counter({
+    name: "pifa_upload_bytes_total",
+    help: "Request body bytes of accepted job submissions (POST /v1/jobs), from Content-Length.",
+    registers: [registry],
+  });
+  const served = new Counter({
+    name: "pifa_artifact_bytes_served_total",
+    help: "Artifact bytes of completed GET responses (200 and 206), from Content-Length.",
+    registers: [registry],
+  });
   app.addHook("onRequest", async (request, reply) => {
     const started = process.hrtime.bigint();
+    reply.raw.once("finish", () => {
+      countTransferredBytes(request.routeOptions.url, request.method, request, reply, {
+        uploaded,
+        served,
+      });
+    });
     reply.raw.once("close", () => {
       const labels = {
         // Unmatched paths share one label, so scanners cannot grow the label set.

@@ -1,6 +1,7 @@
 /** Zod schemas of the request parts Fastify validates before a handler runs; see openapi.yaml. */
 
 import { z } from "zod";
+import { TENANT_NAME } from "../config.ts";
 import { JOB_STATUSES } from "../jobs/model.ts";
 
 /** Default and maximum page sizes of `GET /v1/jobs`. */
@@ -23,6 +24,7 @@ export const listQuerySchema = z
     status: z
       .enum(JOB_STATUSES, { error: `status must be one of ${JOB_STATUSES.join(", ")}` })
       .optional(),
+    tenant: z.string().regex(TENANT_NAME, "tenant must be a tenant name such as team-a").optional(),
   })
   .strict();
 

@@ -93,7 +93,12 @@ export async function streamJobEvents(
         after = event.id;
       }
       if (events.length > 0) continue;
-      if (await jobIsOver(context, jobId)) return;
+      if (await jobIsOver(context, jobId)) {
+        // The final event may have been appended between the read above and the status check.
+        const last = await readJobEvents(context.redis, context.keys, jobId, after);
+        for (const event of last) await write(raw, formatEvent(event));
+        return;
+      }
       if (pending) continue;
       sleeper = sleepUntilWoken(context.limits.heartbeatMs);
       if ((await sleeper.promise) === "timeout" && !clientGone) await write(raw, ": heartbeat\n\n");

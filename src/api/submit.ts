@@ -14,6 +14,8 @@ import { ApiError } from "./errors.ts";
 
 export interface Submission {
   id: string;
+  /** Tenant of the API key that submitted the job. */
+  tenant: string;
   options: CompressionOptions;
   inputs: JobInputs;
   idempotencyKey?: string;
@@ -66,10 +68,12 @@ export async function submitJob(
     inputs: submission.inputs,
     cancelRequested: false,
     attempts: 0,
+    tenant: submission.tenant,
   };
   const fingerprint = requestFingerprint(submission.options, submission.inputs);
+  // Tenant names contain no colon, so each tenant gets its own idempotency key space.
   const claim = submission.idempotencyKey
-    ? { key: submission.idempotencyKey, fingerprint }
+    ? { key: `${submission.tenant}:${submission.idempotencyKey}`, fingerprint }
     : undefined;
   const result = await context.store.create(record, claim);
 

@@ -11,8 +11,10 @@ import { checkShardName } from "../checkpoint/names.ts";
 import { SAFETENSORS_FILE_NAME, SAFETENSORS_INDEX_NAME } from "../checkpoint/shard-index.ts";
 import { type CompressionOptions, parseCompressionOptions } from "../compression/options.ts";
 import type { JobInputs, StoredInput } from "../jobs/model.ts";
+import { isStorageError } from "../storage/errors.ts";
 import type { Storage } from "../storage/types.ts";
 import { ApiError } from "./errors.ts";
+import { quotaExceeded } from "./limits.ts";
 
 /** Parts that carry one file each, with the file name their storage key ends in. */
 const SINGLE_FILE_PARTS = {
@@ -74,19 +76,35 @@ async function readSmallPart(part: Multipart, maxBytes: number): Promise<string>
   return Buffer.concat(chunks).toString("utf8");
 }
 
+/** Size limits of one upload. */
+export interface UploadBudget {
+  /** Maximum total bytes of all parts; more gets 413 `UPLOAD_TOO_LARGE`. */
+  maxUploadBytes: number;
+  /** Tenant whose storage quota the upload counts against. */
+  tenant: string;
+  /** Tenant's storage quota in bytes, 0 for none. */
+  quotaBytes: number;
+  /** Bytes left of the quota when the upload started; more gets 429 `STORAGE_QUOTA_EXCEEDED`. */
+  quotaRemaining: number;
+}
+
 /** Collects the parts of one upload and stores their bodies as they arrive. */
 class UploadReceiver {
   readonly #storage: Storage;
   readonly #prefix: string;
+  readonly #budget: UploadBudget;
   #remainingBytes: number;
+  #quotaRemaining: number;
   options: CompressionOptions | undefined;
   readonly checkpointParts: StoredInput[] = [];
   readonly singleParts = new Map<SingleFilePart, StoredInput>();
 
-  constructor(storage: Storage, jobId: string, maxUploadBytes: number) {
+  constructor(storage: Storage, jobId: string, budget: UploadBudget) {
     this.#storage = storage;
     this.#prefix = `jobs/${jobId}/inputs/`;
-    this.#remainingBytes = maxUploadBytes;
+    this.#budget = budget;
+    this.#remainingBytes = budget.maxUploadBytes;
+    this.#quotaRemaining = budget.quotaRemaining;
   }
 
   async receive(part: Multipart): Promise<void> {
@@ -144,12 +162,21 @@ class UploadReceiver {
     }
     const body =
       part.type === "file" ? part.file : Readable.from([Buffer.from(String(part.value))]);
+    // The running total is checked against the smaller of the upload limit and the quota left,
+    // so the stream stops as soon as either is passed.
+    const quotaBinds = this.#quotaRemaining < this.#remainingBytes;
+    const maxBytes = quotaBinds ? this.#quotaRemaining : this.#remainingBytes;
     try {
-      const result = await this.#storage.put(key, body, { maxBytes: this.#remainingBytes });
+      const result = await this.#storage.put(key, body, { maxBytes });
       this.#remainingBytes -= result.size;
+      this.#quotaRemaining -= result.size;
       return { key, size: result.size, sha256: result.sha256 };
     } catch (error) {
       if (part.type === "file") part.file.resume();
+      if (quotaBinds && isStorageError(error, "TOO_LARGE")) {
+        const { tenant, quotaBytes, quotaRemaining } = this.#budget;
+        throw quotaExceeded(tenant, quotaBytes, quotaRemaining);
+      }
       throw error;
     }
   }
@@ -181,6 +208,30 @@ function checkpointInputs(receiver: UploadReceiver): StoredInput[] {
   return [{ ...parts[0], name: SAFETENSORS_FILE_NAME }];
 }
 
+/** Default seconds a request body may send no bytes before its connection is closed. */
+export const DEFAULT_UPLOAD_IDLE_SECONDS = 60;
+
+/**
+ * Closes the connection of an upload that sends no bytes for `idleMs`, so a stalled client cannot
+ * hold a socket and a half-written object forever. The caller's error path then deletes what the
+ * upload stored. Returns a function that stops the watch once the body has been read.
+ */
+export function closeWhenIdle(request: FastifyRequest, idleMs: number): () => void {
+  const socket = request.raw.socket;
+  const onTimeout = () => {
+    request.log.warn(
+      { idleMs, bytesRead: socket.bytesRead },
+      "Request body sent no data within the idle timeout; closing its connection",
+    );
+    socket.destroy();
+  };
+  socket.setTimeout(idleMs, onTimeout);
+  return () => {
+    socket.setTimeout(0);
+    socket.off("timeout", onTimeout);
+  };
+}
+
 /**
  * Discards the rest of a request body that an error left unread. Without this the parser's
  * backpressure pauses the socket, and a keep-alive client could never send its next request on
@@ -206,9 +257,9 @@ export async function receiveUpload(
   request: FastifyRequest,
   storage: Storage,
   jobId: string,
-  maxUploadBytes: number,
+  budget: UploadBudget,
 ): Promise<{ options: CompressionOptions; inputs: JobInputs }> {
-  const receiver = new UploadReceiver(storage, jobId, maxUploadBytes);
+  const receiver = new UploadReceiver(storage, jobId, budget);
   for await (const part of request.parts()) await receiver.receive(part);
 
   if (receiver.options === undefined) {

@@ -3,12 +3,16 @@
 import type { Command } from "commander";
 import { pino } from "pino";
 import { ConfigError, loadConfig } from "../config.ts";
-import { type ServiceRoles, startService } from "./service.ts";
+import { LOG_REDACT_PATHS, type ServiceRoles, startService } from "./service.ts";
 
 const ENVIRONMENT_HELP = `
 Configuration comes from environment variables: HOST, PORT, REDIS_URL, PIFA_DATA_DIR,
 PIFA_STORAGE_URL, PIFA_MAX_UPLOAD_BYTES, PIFA_JOB_RETENTION_SECONDS, PIFA_JOB_RETENTION_COUNT,
-PIFA_QUEUE_PREFIX, PIFA_WORKER_CONCURRENCY, PIFA_BLAS_THREADS and LOG_LEVEL. See docs/api.md.`;
+PIFA_QUEUE_PREFIX, PIFA_WORKER_CONCURRENCY, PIFA_BLAS_THREADS, LOG_LEVEL, PIFA_API_KEYS,
+PIFA_ADMIN_KEYS (or their _FILE variants), PIFA_RATE_LIMIT_PER_MINUTE,
+PIFA_MAX_ACTIVE_JOBS_PER_TENANT, PIFA_MAX_STORED_BYTES_PER_TENANT, PIFA_MAX_UPLOAD_PARTS and
+PIFA_UPLOAD_IDLE_SECONDS; workers also read PIFA_LAYERS_PER_CHILD, PIFA_MAX_DATA_AWARE_JOBS,
+PIFA_WORKER_METRICS_PORT and PIFA_WORKER_METRICS_HOST. See docs/deploy.md.`;
 
 /** Runs the roles until SIGINT or SIGTERM, then shuts down and exits with status 0. */
 async function run(roles: ServiceRoles): Promise<void> {
@@ -22,7 +26,11 @@ async function run(roles: ServiceRoles): Promise<void> {
     }
     throw error;
   }
-  const logger = pino({ level: config.logLevel, base: { service: "pifa" } });
+  const logger = pino({
+    level: config.logLevel,
+    base: { service: "pifa" },
+    redact: { paths: LOG_REDACT_PATHS, censor: "[redacted]" },
+  });
 
   let service: Awaited<ReturnType<typeof startService>>;
   try {

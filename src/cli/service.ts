@@ -5,10 +5,16 @@
 
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import {
+  listenForMetrics,
+  loadWorkerMetricsSettings,
+  WorkerMetrics,
+} from "../../workers/metrics.ts";
 import { CompressionWorker } from "../../workers/worker.ts";
 import { buildApiApp } from "../api/app.ts";
 import type { Config } from "../config.ts";
 import { logConnectionErrors } from "../jobs/connection-errors.ts";
+import { loadFlowSettings } from "../jobs/flow.ts";
 import { JobKeys } from "../jobs/keys.ts";
 import { JobQueue, type RetryPolicy } from "../jobs/queue.ts";
 import { JobStore, type RetentionPolicy } from "../jobs/store.ts";
@@ -32,6 +38,23 @@ export interface RunningService {
   /** Stops accepting requests, finishes in-flight ones, hands running jobs back, closes connections. */
   stop(): Promise<void>;
 }
+
+/**
+ * pino redact paths: credentials in request headers and AWS keys in any logged object one or two
+ * levels deep, such as an S3 client configuration inside an error.
+ */
+export const LOG_REDACT_PATHS = [
+  "req.headers.authorization",
+  'req.headers["x-api-key"]',
+  "req.headers.cookie",
+  'res.headers["set-cookie"]',
+  "*.accessKeyId",
+  "*.secretAccessKey",
+  "*.sessionToken",
+  "*.*.accessKeyId",
+  "*.*.secretAccessKey",
+  "*.*.sessionToken",
+];
 
 /** Infrastructure errors are retried twice, after 10 s and 20 s, before a job fails. */
 export const RETRY_POLICY: RetryPolicy = { attempts: 3, backoffMs: 10_000 };
@@ -115,6 +138,20 @@ export async function startService(
     let url: string | undefined;
     if (roles.worker) {
       setThreads(config.blasThreads);
+      // Read here, not in Config, because only the worker role uses them.
+      const flow = loadFlowSettings(process.env);
+      const metricsSettings = loadWorkerMetricsSettings(process.env);
+      const metrics = new WorkerMetrics();
+      if (metricsSettings.port !== undefined) {
+        const listener = await listenForMetrics(
+          metrics.registry,
+          metricsSettings.port,
+          metricsSettings.host,
+          logger,
+        );
+        // Added before the worker, so it stops last and serves metrics while jobs hand back.
+        shutdown.add("worker metrics listener", () => listener.close());
+      }
       const connection = await connect(redisUrl, "pifa-worker", true, shutdown, logger);
       const worker = new CompressionWorker({
         connection,
@@ -125,6 +162,10 @@ export async function startService(
         retention,
         logger,
         concurrency: config.workerConcurrency,
+        lockDurationMs: config.lockDurationMs,
+        layersPerChild: flow.layersPerChild,
+        maxDataAwareJobs: flow.maxDataAwareJobs,
+        metrics,
       });
       shutdown.add("worker", () => worker.close());
     }
@@ -143,7 +184,18 @@ export async function startService(
         store: new JobStore(redis, keys, retention),
         queue,
         storage,
-        limits: { maxUploadBytes: config.maxUploadBytes, heartbeatMs: HEARTBEAT_MS },
+        limits: {
+          maxUploadBytes: config.maxUploadBytes,
+          heartbeatMs: HEARTBEAT_MS,
+          maxUploadParts: config.maxUploadParts,
+          uploadIdleSeconds: config.uploadIdleSeconds,
+        },
+        apiKeys: config.apiKeys,
+        tenantLimits: {
+          rateLimitPerMinute: config.rateLimitPerMinute,
+          maxActiveJobs: config.maxActiveJobsPerTenant,
+          maxStoredBytes: config.maxStoredBytesPerTenant,
+        },
         logger,
       });
       // Closed first on shutdown: no new requests, and in-flight ones finish before the rest stops.

@@ -42,6 +42,21 @@ export class JobKeys {
     return `${this.prefix}:idempotency:${key}`;
   }
 
+  /** Sorted set of one tenant's job ids, scored like `all`. */
+  tenantJobs(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:jobs`;
+  }
+
+  /** Integer with the bytes a tenant's jobs hold in storage: uploaded inputs and artifacts. */
+  tenantStoredBytes(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:stored-bytes`;
+  }
+
+  /** Hash with a tenant's request token bucket (`tokens`, `at` in milliseconds). */
+  tenantRateBucket(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:rate`;
+  }
+
   /** Pub/sub channel that carries the id of every job that got a new event. */
   eventChannel(): string {
     return `${this.prefix}:events`;

@@ -82,11 +82,14 @@ export interface JobRecord {
   cancelRequested: boolean;
   /** Attempts BullMQ started for this job, counting retries after infrastructure errors. */
   attempts: number;
+  /** Tenant whose API key created the job; `default` in the single-user mode and for older records. */
+  tenant: string;
 }
 
 /** The job as the HTTP API returns it. */
 export interface JobView {
   id: string;
+  tenant: string;
   status: JobStatus;
   createdAt: string;
   startedAt: string | null;
@@ -105,6 +108,7 @@ export function toJobView(
 ): JobView {
   const view: JobView = {
     id: record.id,
+    tenant: record.tenant,
     status: record.status,
     createdAt: record.createdAt,
     startedAt: record.startedAt,
@@ -129,6 +133,23 @@ export const QUEUED_PROGRESS: JobProgress = progressOf("queued", 0, 0);
 /** Storage prefix of everything a job owns: its uploaded inputs and its artifacts. */
 export function jobStoragePrefix(id: string): string {
   return `jobs/${id}/`;
+}
+
+/**
+ * Returns the bytes the job stores and counts against its tenant's quota: uploaded inputs and
+ * artifacts. Files of a `source` prefix were in storage before the job and are not counted.
+ */
+export function storedBytesOf(record: JobRecord): number {
+  const inputs = record.inputs;
+  const uploaded =
+    inputs.source === undefined
+      ? [...inputs.checkpoint, inputs.config, inputs.calibration, inputs.evaluation].reduce(
+          (sum, input) => sum + (input?.size ?? 0),
+          0,
+        )
+      : 0;
+  const artifacts = (record.artifacts ?? []).reduce((sum, artifact) => sum + artifact.size, 0);
+  return uploaded + artifacts;
 }
 
 export function artifactKey(id: string, name: string): string {

@@ -17,6 +17,7 @@ function encodeField(name: string, value: unknown): string {
   switch (name) {
     case "id":
     case "status":
+    case "tenant":
       return String(value);
     case "cancelRequested":
       return value ? "1" : "0";
@@ -32,6 +33,9 @@ function parseJson<T>(hash: Record<string, string>, name: string): T | undefined
   const text = hash[name];
   return text === undefined ? undefined : (JSON.parse(text) as T);
 }
+
+/** Tenant of records written before jobs had one. */
+const DEFAULT_RECORD_TENANT = "default";
 
 /** Rebuilds a record from HGETALL output; returns undefined for a missing or incomplete hash. */
 export function decodeRecord(hash: Record<string, string>): JobRecord | undefined {
@@ -61,6 +65,7 @@ export function decodeRecord(hash: Record<string, string>): JobRecord | undefine
     inputs,
     cancelRequested: hash.cancelRequested === "1",
     attempts: Number(hash.attempts ?? "0"),
+    tenant: hash.tenant ?? DEFAULT_RECORD_TENANT,
   };
 
   const error = parseJson<JobRecord["error"]>(hash, "error");

@@ -12,6 +12,7 @@ import {
   type JobRecord,
   type JobStatus,
   QUEUED_PROGRESS,
+  storedBytesOf,
 } from "./model.ts";
 import { decodeRecord, encodeRecordFields } from "./record-codec.ts";
 import { CREATE_JOB, REQUEUE_JOB, TRANSITION_JOB } from "./scripts.ts";
@@ -64,6 +65,8 @@ export interface IdempotencyClaim {
 
 export interface ListRequest {
   status?: JobStatus;
+  /** Only this tenant's jobs; undefined lists every tenant's. */
+  tenant?: string;
   /** Id of the last job of the previous page; the page starts with the next older job. */
   afterId?: string;
   limit: number;
@@ -107,7 +110,16 @@ export class JobStore {
         ...fields,
       ],
     )) as [string, string, string];
-    if (result[0] === "created") return { created: true, eventId: result[2] };
+    if (result[0] === "created") {
+      // NOTE: these run after the create script. A crash in between leaves the job out of its
+      // tenant's list and stored total, although the record still carries the tenant.
+      await this.redis
+        .multi()
+        .zadd(keys.tenantJobs(record.tenant), 0, record.id)
+        .incrby(keys.tenantStoredBytes(record.tenant), storedBytesOf(record))
+        .exec();
+      return { created: true, eventId: result[2] };
+    }
     return { created: false, existingId: result[1], existingFingerprint: result[2] };
   }
 
@@ -121,7 +133,14 @@ export class JobStore {
    * the way, so a page can hold fewer than `limit` jobs only at the end of the list.
    */
   async list(request: ListRequest): Promise<{ jobs: JobRecord[]; hasMore: boolean }> {
-    const index = request.status ? this.keys.byStatus(request.status) : this.keys.all();
+    const index =
+      request.tenant !== undefined
+        ? this.keys.tenantJobs(request.tenant)
+        : request.status
+          ? this.keys.byStatus(request.status)
+          : this.keys.all();
+    // The tenant index contains every status, so a status filter on it applies to the records.
+    const statusFilter = request.tenant !== undefined ? request.status : undefined;
     const jobs: JobRecord[] = [];
     let upper = request.afterId === undefined ? "+" : `(${request.afterId}`;
     while (jobs.length < request.limit) {
@@ -130,8 +149,11 @@ export class JobStore {
       const page = ids.slice(0, wanted);
       const records = await this.#getMany(page);
       const expired = page.filter((_, i) => records[i] === undefined);
-      if (expired.length > 0) await this.#dropFromIndexes(expired);
-      for (const record of records) if (record) jobs.push(record);
+      if (expired.length > 0) await this.#dropFromIndexes(expired, request.tenant);
+      for (const record of records) {
+        if (record && (statusFilter === undefined || record.status === statusFilter))
+          jobs.push(record);
+      }
       if (ids.length <= wanted) return { jobs, hasMore: false };
       upper = `(${page[page.length - 1]}`;
     }
@@ -161,6 +183,9 @@ export class JobStore {
     )) as [string, string, string];
     const [outcome, statusBefore, cancelRequested] = result;
     if (outcome === "missing") return { outcome };
+    if (outcome === "ok" && request.fields?.artifacts !== undefined) {
+      await this.#countArtifactBytes(id, request.fields.artifacts);
+    }
     return {
       outcome: outcome === "ok" ? "ok" : "conflict",
       statusBefore: statusBefore as JobStatus,
@@ -200,16 +225,38 @@ export class JobStore {
     return this.transition(id, { from: ["queued", "running"], fields: { cancelRequested: true } });
   }
 
-  /** Deletes the record, its events and its index entries. Stored objects are the caller's part. */
+  /**
+   * Deletes the record, its events and its index entries, and takes its bytes off its tenant's
+   * stored total. Stored objects are the caller's part.
+   */
   async delete(id: string): Promise<void> {
     const { keys } = this;
+    const record = await this.get(id);
     const multi = this.redis
       .multi()
-      .del(keys.job(id), keys.events(id))
+      .del(keys.job(id))
+      .del(keys.events(id))
       .zrem(keys.all(), id)
       .zrem(keys.finished(), id);
     for (const status of JOB_STATUSES) multi.zrem(keys.byStatus(status), id);
-    await multi.exec();
+    if (record !== undefined) multi.zrem(keys.tenantJobs(record.tenant), id);
+    const replies = (await multi.exec()) ?? [];
+    // Only the call that removed the record subtracts its bytes, so two deletes count once.
+    if (record !== undefined && replies[0]?.[1] === 1) {
+      await this.redis.decrby(keys.tenantStoredBytes(record.tenant), storedBytesOf(record));
+    }
+  }
+
+  /** Bytes the tenant's jobs hold in storage, as counted on create, publish and delete. */
+  async storedBytes(tenant: string): Promise<number> {
+    return Number((await this.redis.get(this.keys.tenantStoredBytes(tenant))) ?? "0");
+  }
+
+  /** Adds the bytes of a job's newly published artifacts to its tenant's stored total. */
+  async #countArtifactBytes(id: string, artifacts: readonly { size: number }[]): Promise<void> {
+    const tenant = (await this.redis.hget(this.keys.job(id), "tenant")) ?? "default";
+    const bytes = artifacts.reduce((sum, artifact) => sum + artifact.size, 0);
+    await this.redis.incrby(this.keys.tenantStoredBytes(tenant), bytes);
   }
 
   /** Number of indexed jobs in each status. Expired records count until a list or sweep drops them. */
@@ -245,11 +292,12 @@ export class JobStore {
     });
   }
 
-  async #dropFromIndexes(ids: string[]): Promise<void> {
+  async #dropFromIndexes(ids: string[], tenant?: string): Promise<void> {
     const multi = this.redis
       .multi()
       .zrem(this.keys.all(), ...ids)
       .zrem(this.keys.finished(), ...ids);
+    if (tenant !== undefined) multi.zrem(this.keys.tenantJobs(tenant), ...ids);
     for (const status of JOB_STATUSES) multi.zrem(this.keys.byStatus(status), ...ids);
     await multi.exec();
   }

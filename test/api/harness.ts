@@ -12,6 +12,8 @@ import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { buildApiApp } from "../../src/api/app.ts";
+import type { ApiKeyEntry } from "../../src/api/auth.ts";
+import type { TenantLimits } from "../../src/api/limits.ts";
 import { logConnectionErrors } from "../../src/jobs/connection-errors.ts";
 import { JobKeys } from "../../src/jobs/keys.ts";
 import { JobQueue, type RetryPolicy } from "../../src/jobs/queue.ts";
@@ -32,6 +34,11 @@ export interface HarnessOptions {
   storage?: Storage;
   maxUploadBytes?: number;
   heartbeatMs?: number;
+  maxUploadParts?: number;
+  uploadIdleSeconds?: number;
+  /** API keys; none runs the single-user mode without authentication. */
+  apiKeys?: readonly ApiKeyEntry[];
+  tenantLimits?: TenantLimits;
   retention?: RetentionPolicy;
   /** Collects every log line at debug level, for tests that check what the worker did. */
   captureLogs?: boolean;
@@ -118,7 +125,11 @@ export class Harness {
       limits: {
         maxUploadBytes: this.options.maxUploadBytes ?? 64 * 1024 * 1024,
         heartbeatMs: this.options.heartbeatMs ?? 15_000,
+        maxUploadParts: this.options.maxUploadParts,
+        uploadIdleSeconds: this.options.uploadIdleSeconds,
       },
+      apiKeys: this.options.apiKeys,
+      tenantLimits: this.options.tenantLimits,
       logger: this.logger,
     });
     this.url = await this.#app.listen({ port: 0, host: "127.0.0.1" });

@@ -8,10 +8,10 @@ import { performance } from "node:perf_hooks";
 import type { FloatDtype } from "../../src/checkpoint/dtypes.ts";
 import { decodeFloat32, encodeFloat32 } from "../../src/checkpoint/float-codec.ts";
 import type { Matrix32 } from "../../src/linalg/matrix.ts";
-import * as native from "../../src/native/index.ts";
-import { pifaFromLowRank, reconstructPifa } from "../../src/numerics/pifa.ts";
+import { pifaFromLowRank } from "../../src/numerics/pifa.ts";
 import { paramsFor, type Representation } from "../../src/numerics/rank.ts";
 import { truncatedSvd } from "../../src/numerics/truncated-svd.ts";
+import { lowRankRelativeError, pifaRelativeError } from "./stored-error.ts";
 
 export interface OutputTensor {
   name: string;
@@ -68,19 +68,6 @@ function stored(matrix: Matrix32, dtype: FloatDtype): { bytes: Buffer; values: M
   return { bytes, values };
 }
 
-function relativeError(w: Matrix32, approx: Matrix32): number {
-  let diff = 0;
-  let norm = 0;
-  const a = w.data;
-  const b = approx.data;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
-    diff += d * d;
-    norm += a[i] * a[i];
-  }
-  return norm === 0 ? (diff === 0 ? 0 : Number.POSITIVE_INFINITY) : Math.sqrt(diff / norm);
-}
-
 /**
  * Encodes a factor pair `a [m, r]`, `b [r, n]` of the weight `w` `[m, n]` as
  * the stored tensors (PIFA or the pair itself), and measures the error of
@@ -101,7 +88,7 @@ export async function encodeLayer(
   const [first, second, third] = plannedTensors(name, m, n, rank, representation, dtype);
 
   let tensors: OutputTensor[];
-  let approx: Matrix32;
+  let relativeError: number;
   let maxAbsCoefficient: number | undefined;
   if (representation === "pifa") {
     const layer = await pifaFromLowRank(a, b);
@@ -117,11 +104,12 @@ export async function encodeLayer(
       { ...second, bytes: coefficients.bytes },
       { ...third, bytes: Buffer.from(pivotBytes) },
     ];
-    approx = (await reconstructPifa({
-      ...layer,
+    relativeError = await pifaRelativeError(w, {
       pivotRows: pivotRows.values,
       coefficients: coefficients.values,
-    })) as Matrix32;
+      pivots: layer.pivots,
+      rest: layer.rest,
+    });
     maxAbsCoefficient = layer.maxAbsCoefficient;
   } else {
     const u = stored(a, dtype);
@@ -130,7 +118,7 @@ export async function encodeLayer(
       { ...first, bytes: u.bytes },
       { ...second, bytes: v.bytes },
     ];
-    approx = (await native.gemm(u.values, v.values)) as Matrix32; // [m, n]
+    relativeError = await lowRankRelativeError(w, u.values, v.values);
   }
 
   const report: LayerReport = {
@@ -140,7 +128,7 @@ export async function encodeLayer(
     representation,
     params_before: m * n,
     params_after: paramsFor(representation, m, n, rank),
-    relative_error: relativeError(w, approx),
+    relative_error: relativeError,
     seconds: 0,
   };
   if (maxAbsCoefficient !== undefined) report.max_abs_coefficient = maxAbsCoefficient;

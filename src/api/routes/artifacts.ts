@@ -6,6 +6,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { artifactKey } from "../../jobs/model.ts";
 import { isStorageError } from "../../storage/errors.ts";
 import type { ByteRange } from "../../storage/types.ts";
+import { principalOf } from "../auth.ts";
 import type { ApiContext } from "../context.ts";
 import { ApiError, errorBody } from "../errors.ts";
 import { loadJob } from "../job-lookup.ts";
@@ -49,7 +50,7 @@ export function registerArtifactRoutes(app: FastifyInstance, context: ApiContext
   const typed = app.withTypeProvider<ZodTypeProvider>();
 
   typed.get("/v1/jobs/:id/artifacts", { schema: { params: jobParamsSchema } }, async (request) => {
-    const job = await loadJob(context, request.params.id);
+    const job = await loadJob(context, request.params.id, principalOf(request));
     return { jobId: job.id, status: job.status, artifacts: job.artifacts ?? [] };
   });
 
@@ -60,7 +61,7 @@ export function registerArtifactRoutes(app: FastifyInstance, context: ApiContext
     url: "/v1/jobs/:id/artifacts/:name",
     schema: { params: artifactParamsSchema },
     handler: async (request, reply) => {
-      const job = await loadJob(context, request.params.id);
+      const job = await loadJob(context, request.params.id, principalOf(request));
       const { name } = request.params;
       // Only names from the job's own list reach storage, so a URL cannot name any other key.
       const artifact = job.artifacts?.find((candidate) => candidate.name === name);

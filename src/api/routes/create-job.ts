@@ -6,11 +6,22 @@ import { newJobId } from "../../jobs/ids.ts";
 import { inputsFromSource } from "../../jobs/inputs.ts";
 import { jobStoragePrefix, toJobView } from "../../jobs/model.ts";
 import { validateKey } from "../../storage/keys.ts";
+import { type Principal, principalOf } from "../auth.ts";
 import type { ApiContext } from "../context.ts";
 import { API_ERRORS, ApiError } from "../errors.ts";
 import { IDEMPOTENCY_KEY, sourceBodySchema } from "../schemas.ts";
 import { type Submission, submitJob } from "../submit.ts";
-import { discardRemainingBody, receiveUpload } from "../upload.ts";
+import {
+  closeWhenIdle,
+  DEFAULT_UPLOAD_IDLE_SECONDS,
+  discardRemainingBody,
+  receiveUpload,
+} from "../upload.ts";
+
+/** Storage prefix a tenant's `source` submissions must lie under, unless it is an administrator. */
+export function tenantSourcePrefix(tenant: string): string {
+  return `tenants/${tenant}/`;
+}
 
 function idempotencyKeyOf(request: FastifyRequest): string | undefined {
   const header = request.headers["idempotency-key"];
@@ -30,6 +41,7 @@ async function sourceSubmission(
   context: ApiContext,
   request: FastifyRequest,
   id: string,
+  principal: Principal,
 ): Promise<Submission> {
   const body = sourceBodySchema.safeParse(request.body);
   if (!body.success) {
@@ -47,8 +59,16 @@ async function sourceSubmission(
   } catch (error) {
     throw new ApiError("INVALID_SOURCE", (error as Error).message, "source");
   }
+  const allowed = tenantSourcePrefix(principal.tenant);
+  if (!principal.admin && !`${source}/`.startsWith(allowed)) {
+    throw new ApiError(
+      "INVALID_SOURCE",
+      `source ${JSON.stringify(source)} is outside this tenant's storage prefix: use a prefix under ${JSON.stringify(allowed)}`,
+      "source",
+    );
+  }
   const inputs = await inputsFromSource(context.storage, source);
-  return { id, options: options.options, inputs };
+  return { id, tenant: principal.tenant, options: options.options, inputs };
 }
 
 /** Deletes what an upload stored; failures are logged because the request has already failed. */
@@ -75,9 +95,10 @@ async function readSubmission(
   multipart: boolean,
 ): Promise<Submission> {
   const idempotencyKey = idempotencyKeyOf(request);
+  const principal = principalOf(request);
   if (multipart) {
-    const upload = await receiveUpload(request, context.storage, id, context.limits.maxUploadBytes);
-    return { id, ...upload, idempotencyKey };
+    const upload = await receiveMultipart(context, request, id, principal);
+    return { id, tenant: principal.tenant, ...upload, idempotencyKey };
   }
   const mediaType = (request.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
   if (mediaType !== "application/json") {
@@ -86,7 +107,36 @@ async function readSubmission(
       `Content-Type ${JSON.stringify(mediaType)} is not accepted. ${API_ERRORS.UNSUPPORTED_MEDIA_TYPE.message}`,
     );
   }
-  return { ...(await sourceSubmission(context, request, id)), idempotencyKey };
+  return { ...(await sourceSubmission(context, request, id, principal)), idempotencyKey };
+}
+
+/**
+ * Checks the declared Content-Length against the tenant's storage quota, then streams the parts
+ * into storage while the idle timeout watches the connection.
+ */
+async function receiveMultipart(
+  context: ApiContext,
+  request: FastifyRequest,
+  id: string,
+  principal: Principal,
+) {
+  const limiter = context.tenantLimiter;
+  const declared = Number(request.headers["content-length"] ?? "0");
+  if (Number.isSafeInteger(declared)) await limiter.checkStorage(principal.tenant, declared);
+  const quotaRemaining = await limiter.remainingStorage(principal.tenant);
+
+  const idleSeconds = context.limits.uploadIdleSeconds ?? DEFAULT_UPLOAD_IDLE_SECONDS;
+  const stopWatch = closeWhenIdle(request, idleSeconds * 1000);
+  try {
+    return await receiveUpload(request, context.storage, id, {
+      maxUploadBytes: context.limits.maxUploadBytes,
+      tenant: principal.tenant,
+      quotaBytes: limiter.limits.maxStoredBytes,
+      quotaRemaining,
+    });
+  } finally {
+    stopWatch();
+  }
 }
 
 async function createJob(context: ApiContext, request: FastifyRequest, reply: FastifyReply) {
@@ -94,6 +144,9 @@ async function createJob(context: ApiContext, request: FastifyRequest, reply: Fa
   const multipart = request.isMultipart();
   let result: Awaited<ReturnType<typeof submitJob>>;
   try {
+    // NOTE: checked before the upload and not atomically with the create, so concurrent
+    // submissions of one tenant can pass the limit by the number in flight.
+    await context.tenantLimiter.checkActiveJobs(principalOf(request).tenant);
     result = await submitJob(context, await readSubmission(context, request, id, multipart));
   } catch (error) {
     if (multipart) {

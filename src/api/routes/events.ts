@@ -3,6 +3,7 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { isEventId } from "../../jobs/events.ts";
+import { principalOf } from "../auth.ts";
 import type { ApiContext } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { loadJob } from "../job-lookup.ts";
@@ -16,7 +17,7 @@ export function registerEventRoutes(app: FastifyInstance, context: ApiContext): 
       "/v1/jobs/:id/events",
       { schema: { params: jobParamsSchema }, exposeHeadRoute: false },
       async (request, reply) => {
-        const job = await loadJob(context, request.params.id);
+        const job = await loadJob(context, request.params.id, principalOf(request));
         const header = request.headers["last-event-id"];
         const lastEventId =
           typeof header === "string" && header.trim() !== "" ? header.trim() : undefined;

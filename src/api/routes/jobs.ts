@@ -5,6 +5,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { isJobId } from "../../jobs/ids.ts";
 import { isFinalStatus, toJobView } from "../../jobs/model.ts";
 import { deleteJobEverywhere } from "../../jobs/removal.ts";
+import { type Principal, principalOf } from "../auth.ts";
 import type { ApiContext } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { loadJob } from "../job-lookup.ts";
@@ -25,15 +26,15 @@ function decodeCursor(cursor: string): string {
  * Cancels a job and returns it afterwards. A queued job is removed from the queue and cancelled
  * at once. A running job gets the cancel flag, which its worker reads after the current layer.
  */
-async function cancelJob(context: ApiContext, id: string) {
-  const record = await loadJob(context, id);
+async function cancelJob(context: ApiContext, id: string, principal: Principal) {
+  const record = await loadJob(context, id, principal);
   const finishedMessage = (status: string) =>
     `Job ${id} is already ${status}, so it cannot be cancelled; delete it to remove its data.`;
   if (isFinalStatus(record.status))
     throw new ApiError("JOB_FINISHED", finishedMessage(record.status));
 
   const flagged = await context.store.requestCancel(id);
-  if (flagged.outcome === "missing") return loadJob(context, id);
+  if (flagged.outcome === "missing") return loadJob(context, id, principal);
   if (flagged.outcome === "conflict")
     throw new ApiError("JOB_FINISHED", finishedMessage(flagged.statusBefore));
 
@@ -45,15 +46,15 @@ async function cancelJob(context: ApiContext, id: string) {
       event: { type: "status", data: { status: "cancelled", at: new Date().toISOString() } },
     });
   }
-  return loadJob(context, id);
+  return loadJob(context, id, principal);
 }
 
 /**
  * Queues a failed or cancelled job again. Its worker resumes after the layers an earlier attempt
  * saved, so only the unfinished layers are computed.
  */
-async function retryJob(context: ApiContext, id: string) {
-  const record = await loadJob(context, id);
+async function retryJob(context: ApiContext, id: string, principal: Principal) {
+  const record = await loadJob(context, id, principal);
   const notRetryable = (status: string) =>
     new ApiError(
       "JOB_NOT_RETRYABLE",
@@ -69,7 +70,7 @@ async function retryJob(context: ApiContext, id: string) {
   }
 
   const requeued = await context.store.requeue(id);
-  if (requeued.outcome === "missing") return loadJob(context, id);
+  if (requeued.outcome === "missing") return loadJob(context, id, principal);
   if (requeued.outcome === "conflict") throw notRetryable(requeued.statusBefore);
   try {
     await context.queue.enqueue(id);
@@ -86,16 +87,19 @@ async function retryJob(context: ApiContext, id: string) {
     });
     throw error;
   }
-  return loadJob(context, id);
+  return loadJob(context, id, principal);
 }
 
 export function registerJobRoutes(app: FastifyInstance, context: ApiContext): void {
   const typed = app.withTypeProvider<ZodTypeProvider>();
 
   typed.get("/v1/jobs", { schema: { querystring: listQuerySchema } }, async (request) => {
-    const { limit, after, status } = request.query;
+    const { limit, after, status, tenant } = request.query;
     const afterId = after === undefined ? undefined : decodeCursor(after);
-    const page = await context.store.list({ status, afterId, limit });
+    const principal = principalOf(request);
+    // Other callers list only their own tenant's jobs; the tenant filter is for administrators.
+    const listed = principal.admin ? tenant : principal.tenant;
+    const page = await context.store.list({ status, afterId, limit, tenant: listed });
     const last = page.jobs.at(-1);
     return {
       jobs: page.jobs.map((job) => toJobView(job, { report: false })),
@@ -104,14 +108,14 @@ export function registerJobRoutes(app: FastifyInstance, context: ApiContext): vo
   });
 
   typed.get("/v1/jobs/:id", { schema: { params: jobParamsSchema } }, async (request) => {
-    return toJobView(await loadJob(context, request.params.id));
+    return toJobView(await loadJob(context, request.params.id, principalOf(request)));
   });
 
   typed.post(
     "/v1/jobs/:id/cancel",
     { schema: { params: jobParamsSchema } },
     async (request, reply) => {
-      const job = await cancelJob(context, request.params.id);
+      const job = await cancelJob(context, request.params.id, principalOf(request));
       request.log.info({ jobId: job.id, status: job.status }, "Job cancellation requested");
       // 200 when the job is cancelled already, 202 while its worker still has to stop it.
       reply.code(job.status === "cancelled" ? 200 : 202);
@@ -123,7 +127,7 @@ export function registerJobRoutes(app: FastifyInstance, context: ApiContext): vo
     "/v1/jobs/:id/retry",
     { schema: { params: jobParamsSchema } },
     async (request, reply) => {
-      const job = await retryJob(context, request.params.id);
+      const job = await retryJob(context, request.params.id, principalOf(request));
       request.log.info({ jobId: job.id }, "Job queued again");
       reply.code(202);
       return toJobView(job);
@@ -132,7 +136,7 @@ export function registerJobRoutes(app: FastifyInstance, context: ApiContext): vo
 
   typed.delete("/v1/jobs/:id", { schema: { params: jobParamsSchema } }, async (request, reply) => {
     const id = request.params.id;
-    const record = await loadJob(context, id);
+    const record = await loadJob(context, id, principalOf(request));
     if (!isFinalStatus(record.status)) {
       const flagged = await context.store.requestCancel(id);
       if (flagged.outcome === "ok" && flagged.statusBefore === "queued")
