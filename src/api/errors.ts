@@ -18,7 +18,7 @@ export const API_ERRORS = {
   },
   INVALID_CURSOR: {
     status: 400,
-    message: "The pagination cursor is invalid: pass the `next` value of the previous page.",
+    message: "The pagination cursor is invalid: pass the `nextCursor` of the previous page as `after`.",
   },
   INVALID_EVENT_ID: {
     status: 400,
