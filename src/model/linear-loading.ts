@@ -10,7 +10,7 @@ import type { Checkpoint, CheckpointTensor } from "../checkpoint/checkpoint.ts";
 import { CheckpointError, quote } from "../checkpoint/errors.ts";
 import { assertFinite } from "../checkpoint/finite.ts";
 import type { Matrix32 } from "../linalg/matrix.ts";
-import type { PifaLayer } from "../numerics/pifa.ts";
+import { type PifaLayer, restIndices } from "../numerics/pifa.ts";
 import { ModelError } from "./errors.ts";
 import { TimeSlice } from "./event-loop.ts";
 import type { Linear } from "./linear.ts";
@@ -253,10 +253,7 @@ async function readPifaLayer(
   const rank = pivotRows.rows;
   const m = rank + coefficients.rows;
   const pivots = await readPivots(checkpoint, source.pivots, m, prefix);
-  const isPivot = new Uint8Array(m);
-  for (const pivot of pivots) isPivot[pivot] = 1;
-  const rest = new Int32Array(m - rank);
-  for (let i = 0, k = 0; i < m; i++) if (isPivot[i] === 0) rest[k++] = i;
+  const rest = restIndices(pivots, m);
   const maxAbsCoefficient = await maxAbsolute(coefficients);
   return { pivotRows, coefficients, pivots, rest, maxAbsCoefficient, rows: m };
 }

@@ -146,3 +146,12 @@ export async function lowRankForward(a: Matrix, b: Matrix, x: Matrix): Promise<M
   const hidden = await native.gemm(x, b, { transB: true }); // [T, r]
   return native.gemm(hidden, a, { transB: true }); // [T, m]
 }
+
+/** `N`: the row indices in `[0, m)` that are not pivots, ascending, `[m - r]`. */
+export function restIndices(pivots: Int32Array, m: number): Int32Array {
+  const isPivot = new Uint8Array(m);
+  for (const pivot of pivots) isPivot[pivot] = 1;
+  const rest = new Int32Array(m - pivots.length);
+  for (let i = 0, k = 0; i < m; i++) if (isPivot[i] === 0) rest[k++] = i;
+  return rest;
+}

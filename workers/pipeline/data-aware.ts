@@ -41,6 +41,7 @@ import {
   residualAfterMlp,
 } from "../../src/model/index.ts";
 import { refitPair } from "../../src/numerics/m-update.ts";
+import { restIndices } from "../../src/numerics/pifa.ts";
 import { whitenedSvd } from "../../src/numerics/whiten.ts";
 import { encodeLayer, type LayerReport } from "./layer.ts";
 import type { EncodedLayer, LayerStore } from "./layer-store.ts";
@@ -322,10 +323,7 @@ export function linearFromEncoded(encoded: EncodedLayer, bias: Float32Array | un
     pivotBytes.buffer.slice(pivotBytes.byteOffset, pivotBytes.byteOffset + pivotBytes.byteLength),
   );
   const m = pivotRows.rows + coefficients.rows;
-  const isPivot = new Uint8Array(m);
-  for (const p of pivots) isPivot[p] = 1;
-  const rest = new Int32Array(m - pivots.length);
-  for (let i = 0, k = 0; i < m; i++) if (!isPivot[i]) rest[k++] = i;
+  const rest = restIndices(pivots, m);
   return {
     kind: "pifa",
     layer: { pivotRows, coefficients, pivots, rest, rows: m, maxAbsCoefficient: Number.NaN },

@@ -14,7 +14,7 @@ import { encodeFloat32 } from "../../src/checkpoint/float-codec.ts";
 import { createSafetensorsWriter } from "../../src/checkpoint/writer.ts";
 import type { Matrix32 } from "../../src/linalg/matrix.ts";
 import * as native from "../../src/native/index.ts";
-import { reconstructPifa } from "../../src/numerics/pifa.ts";
+import { reconstructPifa, restIndices } from "../../src/numerics/pifa.ts";
 
 const PIFA_PARTS = ["pivot_rows", "coefficients", "pivots"] as const;
 const LOW_RANK_PARTS = ["u", "v"] as const;
@@ -151,10 +151,7 @@ export async function expandGroup(checkpoint: Checkpoint, group: Group): Promise
   const coefficients = await readMatrix(checkpoint, part("coefficients")); // [m - r, r]
   const m = pivotRows.rows + coefficients.rows;
   const pivots = readPivots(await checkpoint.readTensorBytes(part("pivots")), m, group.prefix);
-  const isPivot = new Uint8Array(m);
-  for (const p of pivots) isPivot[p] = 1;
-  const rest = new Int32Array(m - pivots.length);
-  for (let i = 0, k = 0; i < m; i++) if (!isPivot[i]) rest[k++] = i;
+  const rest = restIndices(pivots, m);
   return (await reconstructPifa({
     pivotRows,
     coefficients,
