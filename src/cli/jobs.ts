@@ -17,6 +17,7 @@ interface ClientFlags {
 
 interface JobView {
   id: string;
+  tenant?: string;
   status: string;
   createdAt: string;
   startedAt?: string | null;
@@ -47,9 +48,28 @@ async function request(flags: ClientFlags, method: string, path: string): Promis
   const apiKey = flags.apiKey ?? process.env.PIFA_API_KEY;
   const headers: Record<string, string> = { accept: "application/json" };
   if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+  let url: URL;
+  try {
+    // Resolve against the base's path, so a service behind a proxy prefix
+    // (http://host/pifa/) keeps it.
+    url = new URL(path.replace(/^\//, ""), base.endsWith("/") ? base : `${base}/`);
+  } catch {
+    throw new ServiceError(
+      0,
+      "INVALID_URL",
+      `invalid service URL "${base}": expected http://host:port or https://host/prefix`,
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ServiceError(
+      0,
+      "INVALID_URL",
+      `invalid service URL "${base}": the scheme must be http or https`,
+    );
+  }
   let response: Response;
   try {
-    response = await fetch(new URL(path, base), { method, headers });
+    response = await fetch(url, { method, headers });
   } catch (error) {
     throw new ServiceError(
       0,
@@ -79,6 +99,7 @@ function progressText(job: JobView): string {
 function printJob(job: JobView): void {
   const lines = [
     `id          ${job.id}`,
+    `tenant      ${job.tenant ?? "-"}`,
     `status      ${job.status}`,
     `method      ${job.options?.method ?? "?"} at density ${job.options?.density ?? "?"}`,
     `created     ${job.createdAt}`,
@@ -126,13 +147,18 @@ export function registerJobsCommand(program: Command): void {
     )
     .option("--limit <n>", "jobs per page (1-200)", "50")
     .option("--after <cursor>", "cursor from the previous page")
+    .option("--tenant <name>", "only this tenant's jobs (administrator keys)")
     .action(
-      async (options: { status?: string; limit: string; after?: string }, command: Command) => {
+      async (
+        options: { status?: string; limit: string; after?: string; tenant?: string },
+        command: Command,
+      ) => {
         const flags = clientFlags(command);
         await run(flags, async () => {
           const query = new URLSearchParams({ limit: options.limit });
           if (options.status) query.set("status", options.status);
           if (options.after) query.set("after", options.after);
+          if (options.tenant) query.set("tenant", options.tenant);
           const page = (await request(flags, "GET", `/v1/jobs?${query}`)) as {
             jobs: JobView[];
             nextCursor?: string | null;
@@ -144,7 +170,7 @@ export function registerJobsCommand(program: Command): void {
           for (const job of page.jobs) {
             const method = `${job.options?.method ?? "?"}@${job.options?.density ?? "?"}`;
             process.stdout.write(
-              `${job.id}  ${job.status.padEnd(9)}  ${method.padEnd(12)}  ${job.createdAt}  ${progressText(job)}\n`,
+              `${job.id}  ${(job.tenant ?? "-").padEnd(12)}  ${job.status.padEnd(9)}  ${method.padEnd(12)}  ${job.createdAt}  ${progressText(job)}\n`,
             );
           }
           if (page.nextCursor) process.stdout.write(`more: --after ${page.nextCursor}\n`);
@@ -168,6 +194,9 @@ export function registerJobsCommand(program: Command): void {
             process.stdout.write(`${JSON.stringify(job ?? { id, deleted: true }, null, 2)}\n`);
           else if (job) printJob(job);
           else process.stdout.write(`deleted ${id}\n`);
+          if (!flags.json && name === "cancel" && job?.status === "running") {
+            process.stdout.write("cancellation requested: the job stops after its current layer\n");
+          }
         });
       });
 

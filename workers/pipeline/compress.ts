@@ -35,7 +35,7 @@ import {
 } from "./report.ts";
 
 export interface Progress {
-  stage: "compressing" | "evaluating" | "writing" | "done";
+  stage: "compressing" | "evaluating" | "writing";
   layersDone: number;
   layersTotal: number;
   /** Name of the weight that just finished. */
@@ -283,6 +283,5 @@ export async function compressCheckpoint(input: CompressInput): Promise<Compress
   });
   await writeFile(path.join(outDir, REPORT_FILE_NAME), `${JSON.stringify(report, null, 2)}\n`);
   files.push(REPORT_FILE_NAME);
-  await input.onProgress?.({ stage: "done", layersDone: layersTotal, layersTotal });
   return { report, files };
 }
