@@ -103,7 +103,14 @@ export function registerAuthentication(app: FastifyInstance, checker: ApiKeyChec
       );
     }
     const token = BEARER.exec(header)?.[1];
-    const principal = token === undefined ? undefined : checker.authenticate(token);
+    if (token === undefined) {
+      request.log.info("Request rejected: Authorization header is not a bearer token");
+      return reject(
+        reply,
+        "The Authorization header must use the Bearer scheme: send `Authorization: Bearer <key>`.",
+      );
+    }
+    const principal = checker.authenticate(token);
     if (principal === undefined) {
       request.log.info("Request rejected: invalid API key");
       return reject(
