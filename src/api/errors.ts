@@ -18,7 +18,8 @@ export const API_ERRORS = {
   },
   INVALID_CURSOR: {
     status: 400,
-    message: "The pagination cursor is invalid: pass the `nextCursor` of the previous page as `after`.",
+    message:
+      "The pagination cursor is invalid: pass the `nextCursor` of the previous page as `after`.",
   },
   INVALID_EVENT_ID: {
     status: 400,
