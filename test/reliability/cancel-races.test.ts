@@ -103,7 +103,7 @@ async function expectStorageMatchesRecord(id: string): Promise<void> {
 }
 
 describe("cancel racing completion", () => {
-  test.each([["compressing"], ["writing"], ["publishing"], ["done"]])(
+  test.each([["compressing"], ["writing"], ["publishing"]])(
     "cancel at %s stage",
     async (stage) => {
       const id = await submit();
@@ -123,7 +123,7 @@ describe("cancel racing completion", () => {
 });
 
 describe("delete racing the run", () => {
-  test.each([["compressing"], ["writing"], ["publishing"], ["done"]])(
+  test.each([["compressing"], ["writing"], ["publishing"]])(
     "delete at %s stage",
     async (stage) => {
       const id = await submit();
