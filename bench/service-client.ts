@@ -84,9 +84,7 @@ async function filePart(name: string, file: string, contentType: string): Promis
 /** Builds the parts for a checkpoint directory: options first, then config.json, then the weights. */
 async function checkpointParts(dir: string, options: object): Promise<Part[]> {
   const parts: Part[] = [
-    // NOTE: no Content-Type here. @fastify/multipart parses an application/json field into an
-    // object, and the API then rejects the options part as "[object Object]".
-    { name: "options", text: JSON.stringify(options) },
+    { name: "options", contentType: "application/json", text: JSON.stringify(options) },
     await filePart("config", path.join(dir, "config.json"), "application/json"),
   ];
   const indexPath = path.join(dir, "model.safetensors.index.json");

@@ -5,7 +5,7 @@
  */
 
 import { Readable } from "node:stream";
-import type { Multipart } from "@fastify/multipart";
+import type { Multipart, MultipartValue } from "@fastify/multipart";
 import type { FastifyRequest } from "fastify";
 import { checkShardName } from "../checkpoint/names.ts";
 import { SAFETENSORS_FILE_NAME, SAFETENSORS_INDEX_NAME } from "../checkpoint/shard-index.ts";
@@ -43,9 +43,52 @@ export function parseOptionsText(text: string): CompressionOptions {
       "options",
     );
   }
+  return validateOptions(value);
+}
+
+function validateOptions(value: unknown): CompressionOptions {
   const parsed = parseCompressionOptions(value);
   if (!parsed.ok) throw new ApiError("INVALID_OPTIONS", parsed.issue.message, parsed.issue.field);
   return parsed.options;
+}
+
+/**
+ * Checks whether @fastify/multipart (10.x) has already parsed this field as JSON. It parses every
+ * field whose Content-Type starts with `application/json` (lowercased by busboy, parameters
+ * dropped) and then sets its mimetype to exactly `application/json`.
+ */
+function isParsedJson(field: MultipartValue): boolean {
+  return field.mimetype === "application/json";
+}
+
+/** Reads the `options` part, sent as a text field, an `application/json` field or a file. */
+async function readOptionsPart(part: Multipart): Promise<CompressionOptions> {
+  if (part.type === "field" && isParsedJson(part)) return validateOptions(part.value);
+  return parseOptionsText(await readSmallPart(part, MAX_OPTIONS_BYTES));
+}
+
+/**
+ * Converts the error @fastify/multipart raises, once the body has ended, for an `application/json`
+ * field it could not parse. The plugin drops that field without passing it on, so the error
+ * cannot name it.
+ */
+function invalidJsonFieldError(error: unknown): ApiError | undefined {
+  const isInvalidJsonField =
+    error instanceof Error && "code" in error && error.code === "FST_INVALID_JSON_FIELD_ERROR";
+  if (!isInvalidJsonField) return undefined;
+  return new ApiError(
+    "INVALID_REQUEST",
+    `a multipart field sent as application/json is not valid JSON, contains a "__proto__" or "constructor.prototype" key, or exceeds ${MAX_OPTIONS_BYTES} bytes: send the options part as a JSON object such as {"method":"pifa","density":0.5}, and files as file parts`,
+  );
+}
+
+/**
+ * Returns the bytes to store for a file sent as a field. NOTE: an `application/json` field arrives
+ * parsed, so it is stored re-serialized, and its whitespace and number spelling (and so its size
+ * and SHA-256) can differ from what the client sent.
+ */
+function fieldBytes(field: MultipartValue): Buffer {
+  return Buffer.from(isParsedJson(field) ? JSON.stringify(field.value) : String(field.value));
 }
 
 async function readSmallPart(part: Multipart, maxBytes: number): Promise<string> {
@@ -111,7 +154,7 @@ class UploadReceiver {
     const name = part.fieldname;
     if (name === "options") {
       if (this.options !== undefined) throw duplicatePart(name);
-      this.options = parseOptionsText(await readSmallPart(part, MAX_OPTIONS_BYTES));
+      this.options = await readOptionsPart(part);
       return;
     }
     if (name === "checkpoint") {
@@ -160,8 +203,7 @@ class UploadReceiver {
         part.fieldname,
       );
     }
-    const body =
-      part.type === "file" ? part.file : Readable.from([Buffer.from(String(part.value))]);
+    const body = part.type === "file" ? part.file : Readable.from([fieldBytes(part)]);
     // The running total is checked against the smaller of the upload limit and the quota left,
     // so the stream stops as soon as either is passed.
     const quotaBinds = this.#quotaRemaining < this.#remainingBytes;
@@ -260,7 +302,11 @@ export async function receiveUpload(
   budget: UploadBudget,
 ): Promise<{ options: CompressionOptions; inputs: JobInputs }> {
   const receiver = new UploadReceiver(storage, jobId, budget);
-  for await (const part of request.parts()) await receiver.receive(part);
+  try {
+    for await (const part of request.parts()) await receiver.receive(part);
+  } catch (error) {
+    throw invalidJsonFieldError(error) ?? error;
+  }
 
   if (receiver.options === undefined) {
     throw new ApiError(
