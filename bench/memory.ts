@@ -34,15 +34,17 @@ const RUNTIME_ALLOWANCE_BYTES = 300 * MIB;
 /**
  * Estimated bytes live at the peak of a data-free `compressLayer` on `W [m, n]`,
  * read off the code, with k = min(m, n). During the Gram product the float32
- * weight (4mn), its float64 copy (8mn), the addon's copy of that (8mn) and the
- * Gram matrix (8k^2) are alive. During the eigendecomposition the weight and its
- * float64 copy, the Gram matrix, the addon's copy of it and the syevd workspace
- * of at least 1 + 6k + 2k^2 doubles are alive. Later stages hold less.
+ * weight (4mn), the addon's float64 widening of it (8mn, freed when syrk
+ * returns) and the Gram matrix (8k^2) are alive. During the eigendecomposition
+ * the weight, the Gram matrix, the addon's copy of it and the syevd workspace
+ * of at least 1 + 6k + 2k^2 doubles are alive. The product with W afterwards
+ * widens W in 32 MiB panels and, by the same reading, needs less at ranks up
+ * to about k / 2.
  */
 export function layerWorkingSetBytes(m: number, n: number): number {
   const k = Math.min(m, n);
-  const gramStage = 20 * m * n + 8 * k * k;
-  const eighStage = 12 * m * n + 32 * k * k + 48 * k + 8;
+  const gramStage = 12 * m * n + 8 * k * k;
+  const eighStage = 4 * m * n + 32 * k * k + 48 * k + 8;
   return Math.max(gramStage, eighStage);
 }
 

@@ -1,6 +1,7 @@
-// A prepared linear-algebra call: inputs are validated and copied on the JS
-// thread when the job is created, and the computation runs later on the libuv
-// thread pool when JS passes the job to `run`.
+// A prepared linear-algebra call: inputs are validated and copied (or
+// borrowed, see BorrowedMatrix) on the JS thread when the job is created, and
+// the computation runs later on the libuv thread pool when JS passes the job
+// to `run`.
 #pragma once
 
 #include <napi.h>

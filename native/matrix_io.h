@@ -1,6 +1,7 @@
 // Conversion between JS row-major matrices `{rows, cols, data}` and
-// native-owned copies. Reading runs on the JS thread; the copies are what the
-// worker thread computes on, so callers may change their arrays at any time.
+// native-owned copies or borrowed views. Reading runs on the JS thread. The
+// worker thread computes on the copies, so callers may change those arrays at
+// any time, but not a borrowed array (see BorrowedMatrix).
 #pragma once
 
 #include <lapacke.h>
@@ -82,11 +83,11 @@ DenseMatrix<T> CopyMatrix(const MatrixArg& arg) {
 }
 
 // Read-only view of a JS matrix that the job keeps alive with a reference
-// instead of copying it: gemm reads multi-hundred-megabyte weights on every
-// forward call, where a copy would cost more than the product itself.
-// Contract: callers must not write to or transfer the array until the
-// returned promise settles. Writing only changes the result; the reference
-// keeps the memory alive.
+// instead of copying it. gemm and syrk borrow their A (and gemm its B): they
+// read multi-hundred-megabyte weights, where a copy costs more memory and
+// time than it saves. Contract: callers must not write to or transfer the
+// array until the returned promise settles. Writing only changes the result;
+// the reference keeps the memory alive.
 template <typename T>
 struct BorrowedMatrix {
   std::string name;

@@ -1,4 +1,5 @@
-// JS entry points. Each validates its arguments, copies the input matrices and
+// JS entry points. Each validates its arguments, copies the input matrices
+// (gemm's A and B and syrk's A are borrowed instead, see BorrowedMatrix) and
 // returns a job for `run`. The TS wrapper in src/native/index.ts fills in
 // option defaults, so every positional argument here is required.
 #pragma once
@@ -15,7 +16,7 @@ namespace pifa {
 
 // gemm(a, b, c | null, transA, transB, alpha, beta)
 Napi::Value PrepareGemm(const Napi::CallbackInfo& info);
-// syrk(a, c | null, trans, alpha, beta)
+// syrk(a, c | null, trans, alpha, beta, float64)
 Napi::Value PrepareSyrk(const Napi::CallbackInfo& info);
 // trsm(a, b, left, lower, transA, unitDiagonal, alpha)
 Napi::Value PrepareTrsm(const Napi::CallbackInfo& info);

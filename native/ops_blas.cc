@@ -1,5 +1,6 @@
 // Level-3 BLAS operations: gemm, syrk and trsm on row-major matrices.
 #include <optional>
+#include <type_traits>
 
 #include "dense.h"
 #include "lapack.h"
@@ -97,16 +98,19 @@ struct SyrkParams {
   bool trans;
   double alpha;
   double beta;
+  bool float64;  // compute and return float64 even for a float32 A
   lapack_int n;  // order of the result
   lapack_int k;  // summed dimension
 };
 
-template <typename T>
+// T is the element type of the arithmetic, C and the result; Input is A's.
+// Input = float with T = double widens A on the worker thread.
+template <typename T, typename Input = T>
 class SyrkJob : public Job {
  public:
   explicit SyrkJob(const SyrkParams& p)
       : Job("syrk"),
-        a_(CopyMatrix<T>(p.a)),
+        a_(BorrowMatrix<Input>(p.a)),
         c_(CopyOptional<T>(p.c)),
         trans_(p.trans),
         alpha_(static_cast<T>(p.alpha)),
@@ -126,8 +130,20 @@ class SyrkJob : public Job {
       out_.assign(static_cast<size_t>(n_) * n_, T(0));  // [n, n]
     }
     if (n_ == 0) return;
-    lapack::syrk(CblasLower, Transpose(trans_), n_, k_, alpha_, a_.data.data(),
-                 LeadingDimension(a_.cols), beta, out_.data(), LeadingDimension(n_));
+
+    // A widened copy exists only inside this call, so it is freed before the
+    // promise settles, unlike a JS copy, which stays until the next garbage
+    // collection (possibly after a long LAPACK call that follows).
+    std::vector<T> widened;
+    const T* a = nullptr;
+    if constexpr (std::is_same_v<T, Input>) {
+      a = a_.data;
+    } else {
+      widened.assign(a_.data, a_.data + static_cast<size_t>(a_.rows) * a_.cols);  // [rows, cols]
+      a = widened.data();
+    }
+    lapack::syrk(CblasLower, Transpose(trans_), n_, k_, alpha_, a, LeadingDimension(a_.cols),
+                 beta, out_.data(), LeadingDimension(n_));
 
     // syrk writes only the lower triangle; mirror it into the upper one.
     const size_t n = static_cast<size_t>(n_);
@@ -139,7 +155,10 @@ class SyrkJob : public Job {
   Napi::Value Result(Napi::Env env) override { return ToJsMatrix(env, n_, n_, std::move(out_)); }
 
  private:
-  DenseMatrix<T> a_;
+  // As in gemm, A is only read and therefore borrowed: a copy of a float64
+  // [11008, 4096] weight would take 344 MiB. C is overwritten by BLAS and
+  // therefore copied.
+  BorrowedMatrix<Input> a_;
   std::optional<DenseMatrix<T>> c_;
   bool trans_;
   T alpha_;
@@ -147,6 +166,9 @@ class SyrkJob : public Job {
   lapack_int n_, k_;
   std::vector<T> out_;
 };
+
+template <typename T>
+using SameTypeSyrkJob = SyrkJob<T, T>;
 
 // ---- trsm: solve op(A) X = alpha B or X op(A) = alpha B ------------------
 
@@ -254,9 +276,15 @@ Napi::Value PrepareSyrk(const Napi::CallbackInfo& info) {
                  ReadBoolean(info[2], "trans"),
                  ReadFiniteNumber(info[3], "alpha"),
                  ReadFiniteNumber(info[4], "beta"),
+                 ReadBoolean(info[5], "float64"),
                  0,
                  0};
-    if (p.c) RequireSameDType(p.a, *p.c);
+    const bool widen = p.float64 && p.a.dtype == DType::kFloat32;
+    if (p.c && !widen) RequireSameDType(p.a, *p.c);
+    if (p.c && widen && p.c->dtype != DType::kFloat64) {
+      throw NativeFailure(ErrorCode::kDTypeMismatch,
+                          "matrix C is float32 but the result is float64; convert C to float64");
+    }
     p.n = p.trans ? p.a.cols : p.a.rows;
     p.k = p.trans ? p.a.rows : p.a.cols;
     if (p.c && (p.c->rows != p.n || p.c->cols != p.n)) {
@@ -265,7 +293,8 @@ Napi::Value PrepareSyrk(const Napi::CallbackInfo& info) {
                               Shape(p.n, p.n));
     }
     RequireResultSize(p.n, p.n, "result");
-    return MakeJob<SyrkJob>(p.a.dtype, p);
+    if (widen) return std::unique_ptr<Job>(std::make_unique<SyrkJob<double, float>>(p));
+    return MakeJob<SameTypeSyrkJob>(p.a.dtype, p);
   });
 }
 

@@ -211,6 +211,22 @@ describe.each(["float32", "float64"] as const)("native %s", (dtype) => {
     expect(maxAbsDiff(result.data, expected)).toBeLessThan(tolerance(dtype, 100));
   });
 
+  it("syrk with dtype float64 computes in float64", async () => {
+    const a = randomMatrix(9, 4, 15, dtype); // [9, 4]
+    const a64: Matrix = { rows: 9, cols: 4, data: Float64Array.from(a.data) }; // [9, 4]
+    const c = spdMatrix(4, 16, "float64") as Matrix<Float64Array>; // symmetric [4, 4]
+
+    // Widening is exact, so the result is the same dsyrk on the same values.
+    const inner = await native.syrk(a, { trans: true, alpha: 3, c, beta: 2, dtype: "float64" });
+    expectDType(inner.data, "float64");
+    const inner64 = await native.syrk(a64, { trans: true, alpha: 3, c, beta: 2 });
+    expect(maxAbsDiff(inner.data, inner64.data)).toBe(0);
+
+    const outer = await native.syrk(a, { dtype: "float64" }); // A A^T [9, 9]
+    expect([outer.rows, outer.cols]).toEqual([9, 9]);
+    expect(maxAbsDiff(outer.data, (await native.syrk(a64)).data)).toBe(0);
+  });
+
   it("cholesky reconstructs A with lower L", async () => {
     const a = spdMatrix(32, 11, dtype);
     const l = await native.cholesky(a);
@@ -532,6 +548,14 @@ describe("native errors", () => {
       "float64 but matrix B is float32",
     );
     await expectNativeError(native.leastSquares(single, a), "DTYPE_MISMATCH");
+    await expectNativeError(
+      native.syrk(single, {
+        c: randomMatrix(4, 4, 86, "float32") as unknown as Matrix<Float64Array>,
+        dtype: "float64",
+      }),
+      "DTYPE_MISMATCH",
+      "convert C to float64",
+    );
   });
 
   it("rejects non-square matrices", async () => {
@@ -610,6 +634,8 @@ describe("native errors", () => {
     await expectNativeError(native.gemm(a, a, { beta: 2 }), "INVALID_ARGUMENT", "without matrix c");
     const flag = { transA: "yes" } as unknown as native.GemmOptions;
     await expectNativeError(native.gemm(a, a, flag), "INVALID_ARGUMENT", "transA");
+    const narrowing = { dtype: "float32" } as unknown as native.Float64SyrkOptions;
+    await expectNativeError(native.syrk(a, narrowing), "INVALID_ARGUMENT", "option dtype");
   });
 });
 

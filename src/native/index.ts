@@ -1,10 +1,11 @@
 /**
  * Native BLAS/LAPACK operations on row-major matrices (OpenBLAS + LAPACKE).
  *
- * Every function except gemm copies its inputs when called, so callers may
- * reuse their arrays right away. gemm reads A and B in place (weights are
- * too large to copy on every forward call): do not write to them until its
- * promise settles. All work runs on the libuv thread pool without blocking
+ * Every function except gemm and syrk copies its inputs when called, so
+ * callers may reuse their arrays right away. gemm reads A and B, and syrk
+ * reads A, in place (weights are too large to copy on every call): do not
+ * write to or transfer them until the promise settles. The accumulator C is
+ * always copied. All work runs on the libuv thread pool without blocking
  * the event loop. Calls run one at a time in call order, each using every
  * BLAS thread (see setThreads). Inputs to one call share one element type,
  * which the outputs keep. Failures reject with NativeError; validation
@@ -12,10 +13,16 @@
  * routine runs.
  */
 
-import type { FloatArray, Matrix } from "../linalg/matrix.ts";
+import type { FloatArray, Matrix, Matrix64 } from "../linalg/matrix.ts";
 import { NativeError, toNativeError } from "./errors.ts";
 import { type BlasInfo, loadNative, type NativeAddon, type NativeJob } from "./load.ts";
-import { readAccumulator, readFlag, readOptions, readScalar } from "./options.ts";
+import {
+  readAccumulator,
+  readFlag,
+  readFloat64Result,
+  readOptions,
+  readScalar,
+} from "./options.ts";
 import { SerialQueue } from "./queue.ts";
 
 export { NativeError, type NativeErrorCode } from "./errors.ts";
@@ -39,6 +46,15 @@ export interface SyrkOptions<T extends FloatArray = FloatArray> {
   c?: Matrix<T>;
   /** Scale of `c`; defaults to 1 when `c` is given. */
   beta?: number;
+}
+
+/**
+ * syrk options for a float64 result from an A of either element type. A
+ * float32 A is widened on the worker thread into a copy that is freed before
+ * the promise settles, so no float64 copy of A stays in JS memory.
+ */
+export interface Float64SyrkOptions extends SyrkOptions<Float64Array> {
+  dtype: "float64";
 }
 
 export interface TrsmOptions {
@@ -86,8 +102,8 @@ export interface QrPivotedResult<T extends FloatArray = FloatArray> {
 const queue = new SerialQueue();
 
 /**
- * Prepares a job synchronously (the addon validates and copies the inputs
- * here) and runs it once every earlier call has finished.
+ * Prepares a job synchronously (the addon validates and copies or borrows the
+ * inputs here) and runs it once every earlier call has finished.
  */
 function submit<R>(operation: string, prepare: (addon: NativeAddon) => NativeJob): Promise<R> {
   let addon: NativeAddon;
@@ -132,11 +148,21 @@ export function gemm<T extends FloatArray = FloatArray>(
   });
 }
 
-/** Returns the full symmetric `alpha * A A^T + beta * C` (or `A^T A` with trans), both triangles filled. */
+/**
+ * Returns the full symmetric `alpha * A A^T + beta * C` (or `A^T A` with
+ * trans), both triangles filled. A is read in place, not copied: keep it
+ * unchanged until the promise settles. With `dtype: "float64"` the result,
+ * C and the arithmetic are float64 whatever A's element type.
+ */
+export function syrk(a: Matrix, opts: Float64SyrkOptions): Promise<Matrix64>;
 export function syrk<T extends FloatArray = FloatArray>(
   a: Matrix<T>,
   opts?: SyrkOptions<T>,
-): Promise<Matrix<T>> {
+): Promise<Matrix<T>>;
+export function syrk(
+  a: Matrix,
+  opts?: SyrkOptions & { dtype?: Float64SyrkOptions["dtype"] },
+): Promise<Matrix> {
   return submit("syrk", (addon) => {
     const options = readOptions(opts, "syrk");
     const { c, beta } = readAccumulator(options.c, options.beta, "syrk");
@@ -146,6 +172,7 @@ export function syrk<T extends FloatArray = FloatArray>(
       readFlag(options.trans, "trans", "syrk", false),
       readScalar(options.alpha, "alpha", "syrk", 1),
       beta,
+      readFloat64Result(options.dtype, "syrk"),
     );
   });
 }

@@ -9,7 +9,7 @@ import type { Matrix } from "../linalg/matrix.ts";
 import { checkOpenblasCoreType, configuredThreadCount, readCpuFlags } from "./environment.ts";
 import { NativeError } from "./errors.ts";
 
-/** Opaque prepared call: inputs already validated and copied by the addon. */
+/** Opaque prepared call: inputs already validated and copied (or borrowed) by the addon. */
 export interface NativeJob {
   readonly __brand: "NativeJob";
 }
@@ -36,7 +36,14 @@ export interface NativeAddon {
     alpha: number,
     beta: number,
   ): NativeJob;
-  syrk(a: Matrix, c: Matrix | null, trans: boolean, alpha: number, beta: number): NativeJob;
+  syrk(
+    a: Matrix,
+    c: Matrix | null,
+    trans: boolean,
+    alpha: number,
+    beta: number,
+    float64: boolean,
+  ): NativeJob;
   trsm(
     a: Matrix,
     b: Matrix,

@@ -33,6 +33,22 @@ export function readFlag(
   return value;
 }
 
+/**
+ * Reads an optional `dtype` option that may only be "float64": returns true
+ * when the call must compute and return float64 whatever its input's type.
+ */
+export function readFloat64Result(value: unknown, operation: string): boolean {
+  if (value === undefined) return false;
+  if (value !== "float64") {
+    throw new NativeError(
+      "INVALID_ARGUMENT",
+      operation,
+      `${operation}: option dtype must be 'float64' or absent, got ${describe(value)}`,
+    );
+  }
+  return true;
+}
+
 /** Reads a numeric scalar; finiteness is checked by the addon (NON_FINITE). */
 export function readScalar(
   value: unknown,

@@ -4,6 +4,13 @@ import * as native from "../../src/native/index.ts";
 import { truncatedSvd, truncationError } from "../../src/numerics/truncated-svd.ts";
 import { powerLaw, randomMatrix, withSpectrum } from "../helpers/matrices.ts";
 
+function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  expect(actual.length).toBe(expected.length);
+  let max = 0;
+  for (let i = 0; i < actual.length; i++) max = Math.max(max, Math.abs(actual[i] - expected[i]));
+  return max;
+}
+
 describe("truncatedSvd", () => {
   for (const route of ["gram", "gesdd"] as const) {
     for (const [m, n] of [
@@ -40,6 +47,30 @@ describe("truncatedSvd", () => {
       expect(Math.abs(error - optimum) / optimum).toBeLessThan(1e-4);
     }
   });
+
+  // The gram route widens a float32 W to float64 in panels of 2^22 elements,
+  // so 2^21 + 3 rows (or columns) of 2 make one full panel and a partial one.
+  for (const [m, n] of [
+    [2 ** 21 + 3, 2],
+    [2, 2 ** 21 + 3],
+  ] as const) {
+    it(`gram on float32 [${m}, ${n}] matches float64 input across panels`, async () => {
+      const w32 = randomMatrix(m, n, 13, "float32");
+      const w64 = cast(w32, "float64");
+      const panels = await truncatedSvd(w32, 2, { dtype: "float64" });
+      const whole = await truncatedSvd(w64, 2);
+      expect([panels.a.rows, panels.a.cols, panels.b.rows, panels.b.cols]).toEqual([m, 2, 2, n]);
+      expect(maxAbsDiff(panels.singularValues, whole.singularValues)).toBe(0);
+      const scale = whole.singularValues[0];
+      expect(maxAbsDiff(panels.a.data, whole.a.data)).toBeLessThan(1e-12 * scale);
+      expect(maxAbsDiff(panels.b.data, whole.b.data)).toBeLessThan(1e-12 * scale);
+
+      const rankOne = await truncatedSvd(w32, 1, { dtype: "float64" });
+      const error = frobeniusDistance(await native.gemm(rankOne.a, rankOne.b), w64);
+      const optimum = truncationError(whole.singularValues, 1);
+      expect(Math.abs(error - optimum) / optimum).toBeLessThan(1e-8);
+    });
+  }
 
   it("gram and gesdd agree on a random matrix", async () => {
     const w = randomMatrix(70, 50, 11);
