@@ -263,20 +263,20 @@ describe("with a worker", () => {
     const artifact = (job.artifacts as Array<{ name: string; size: number; sha256: string }>).find(
       (candidate) => candidate.name === "model.safetensors",
     );
-    const download = fetch(`${url}/v1/jobs/${id}/artifacts/model.safetensors`).then(
-      async (response) => ({
-        status: response.status,
-        bytes: new Uint8Array(await response.arrayBuffer()),
-      }),
-    );
-    // Close once the response has started; the client keeps reading meanwhile.
-    await new Promise((resolve) => setTimeout(resolve, 1));
-    await harness.stopApi();
-    const { status, bytes } = await download;
-    expect(status).toBe(200);
-    expect(bytes.byteLength).toBe(artifact?.size);
-    expect(sha256(bytes)).toBe(artifact?.sha256);
-    url = await harness.startApi();
+    // Close once the response has started, so the close cannot race the request's arrival
+    // (a keep-alive connection that is still idle is closed at once); the body is read meanwhile.
+    const response = await fetch(`${url}/v1/jobs/${id}/artifacts/model.safetensors`);
+    const closing = harness.stopApi();
+    try {
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      await closing;
+      expect(response.status).toBe(200);
+      expect(bytes.byteLength).toBe(artifact?.size);
+      expect(sha256(bytes)).toBe(artifact?.sha256);
+    } finally {
+      await closing.catch(() => {});
+      url = await harness.startApi();
+    }
   });
 
   test("resume after final event ends", async () => {
