@@ -6,6 +6,8 @@
  * the file part with SHA-256, and write it with
  * `createWriteStream(..., { flush: true })` as LocalStorage does. The write
  * steps run with the stream's default 16 KiB highWaterMark and with 8 MiB.
+ * The last step stores through `LocalStorage.put`, which is what the API runs
+ * today: SHA-256 and the writes on a worker thread (src/storage/file-sink.ts).
  * Client and server share this process's event loop, so every rate is a
  * lower bound for a remote client.
  *
@@ -24,6 +26,7 @@ import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
 import multipart from "@fastify/multipart";
 import Fastify from "fastify";
+import { LocalStorage } from "../src/storage/local.ts";
 import { median } from "./lib.ts";
 import { MIB, machineInfo, measureDiskWrite } from "./process-stats.ts";
 import { uploadCheckpoint } from "./service-client.ts";
@@ -34,6 +37,8 @@ interface Step {
   hash: boolean;
   /** highWaterMark of the file write stream; undefined: no write. */
   writeHighWaterMark?: number;
+  /** Store through LocalStorage.put as the API does (hash and write on a thread); other fields are ignored. */
+  storage?: boolean;
 }
 
 const STEPS: Step[] = [
@@ -54,6 +59,7 @@ const STEPS: Step[] = [
     hash: true,
     writeHighWaterMark: 8 * MIB,
   },
+  { name: "parse + LocalStorage.put", parse: true, hash: false, storage: true },
 ];
 
 function discard(): Writable {
@@ -72,6 +78,10 @@ function sha256Meter(): Transform {
 
 /** Hashes and writes one body stream as the step defines; resolves when it is on disk. */
 async function store(body: Readable, step: Step, directory: string): Promise<void> {
+  if (step.storage) {
+    await new LocalStorage(directory).put(`upload/${Math.random().toString(16).slice(2)}`, body);
+    return;
+  }
   const sink =
     step.writeHighWaterMark === undefined
       ? discard()

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { constants, createWriteStream, type Dirent } from "node:fs";
+import { constants, type Dirent } from "node:fs";
 import { access, type FileHandle, mkdir, open, readdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describeError, StorageError } from "./errors.ts";
+import { FileSink } from "./file-sink.ts";
 import {
   compareKeys,
   isReservedKey,
@@ -252,7 +253,7 @@ export class LocalStorage implements Storage {
     const meter = meterBody(key, body, maxBytes);
     const temporary = join(this.#temporaryDirectory, `${randomUUID()}.tmp`);
     try {
-      await pipeline(meter, createWriteStream(temporary, { flush: true }));
+      await pipeline(meter, new FileSink(temporary));
     } catch (error) {
       await this.#removeAfterFailure(temporary);
       throw meter.failure ?? toStorageError("store", key, this.root, error);
