@@ -6,8 +6,9 @@
  * the file part with SHA-256, and write it with
  * `createWriteStream(..., { flush: true })` as LocalStorage does. The write
  * steps run with the stream's default 16 KiB highWaterMark and with 8 MiB.
- * The last step stores through `LocalStorage.put`, which is what the API runs
- * today: SHA-256 and the writes on a worker thread (src/storage/file-sink.ts).
+ * The last step stores through `LocalStorage.put`, which is what the API runs:
+ * SHA-256 in its body meter, then writes in 8 MiB batches with a background
+ * fdatasync every 64 MiB (src/storage/file-sink.ts).
  * Client and server share this process's event loop, so every rate is a
  * lower bound for a remote client.
  *
@@ -37,7 +38,7 @@ interface Step {
   hash: boolean;
   /** highWaterMark of the file write stream; undefined: no write. */
   writeHighWaterMark?: number;
-  /** Store through LocalStorage.put as the API does (hash and write on a thread); other fields are ignored. */
+  /** Store through LocalStorage.put as the API does; the other fields are ignored. */
   storage?: boolean;
 }
 
