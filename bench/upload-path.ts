@@ -4,7 +4,7 @@
  * API does with a checkpoint part. A server may drain the body, parse the
  * multipart body with Fastify and @fastify/multipart as the API does, hash
  * the file part with SHA-256, and write it with
- * `createWriteStream(..., { flush: true })` as LocalStorage does. The write
+ * `createWriteStream(..., { flush: true })`, LocalStorage's earlier write path. The write
  * steps run with the stream's default 16 KiB highWaterMark and with 8 MiB.
  * The last step stores through `LocalStorage.put`, which is what the API runs:
  * SHA-256 in its body meter, then writes in 8 MiB batches with a background

@@ -30,7 +30,7 @@ function chunked(bytes: Buffer, sizes: number[]): Readable {
 }
 
 describe("FileSink", () => {
-  it("writes a body that spans batches and background syncs", async () => {
+  it("writes across batches and syncs", async () => {
     // Past one background sync, ending in a partial batch, in chunks that straddle batches.
     const bytes = randomBytes(SYNC_EVERY_BYTES + BATCH_BYTES * 2 + BATCH_BYTES / 2 + 17);
     const file = path.join(directory, "body.bin");
@@ -61,7 +61,7 @@ describe("FileSink", () => {
     }
   });
 
-  it("fails with the errno code when the file cannot be created", async () => {
+  it("reports ENOENT for a missing directory", async () => {
     const sink = new FileSink(path.join(directory, "missing", "body.bin"));
     const failure = await pipeline(Readable.from([Buffer.from("x")]), sink).catch((e) => e);
 
@@ -69,7 +69,7 @@ describe("FileSink", () => {
     expect(failure.code).toBe("ENOENT");
   });
 
-  it.runIf(process.platform === "linux")("fails with ENOSPC when the disk is full", async () => {
+  it.runIf(process.platform === "linux")("reports ENOSPC on a full disk", async () => {
     // Every write to /dev/full fails with ENOSPC, as on a full disk.
     const sink = new FileSink("/dev/full");
     const failure = await pipeline(Readable.from([randomBytes(BATCH_BYTES * 3)]), sink).catch(
@@ -80,7 +80,7 @@ describe("FileSink", () => {
     expect(failure.code).toBe("ENOSPC");
   });
 
-  it("stops when the body fails midway and closes the file", async () => {
+  it("closes the file when the body fails", async () => {
     const sink = new FileSink(path.join(directory, "aborted.bin"));
     async function* failing() {
       yield randomBytes(BATCH_BYTES + 5);

@@ -263,8 +263,8 @@ describe("with a worker", () => {
     const artifact = (job.artifacts as Array<{ name: string; size: number; sha256: string }>).find(
       (candidate) => candidate.name === "model.safetensors",
     );
-    // Close once the response has started, so the close cannot race the request's arrival
-    // (a keep-alive connection that is still idle is closed at once); the body is read meanwhile.
+    // Close only once the response has started. An idle keep-alive connection is closed at once,
+    // so an earlier close could beat the request to the server.
     const response = await fetch(`${url}/v1/jobs/${id}/artifacts/model.safetensors`);
     const closing = harness.stopApi();
     try {
