@@ -32,7 +32,12 @@ import { registerDocsRoutes } from "./routes/docs.ts";
 import { registerEventRoutes } from "./routes/events.ts";
 import { registerHealthRoutes } from "./routes/health.ts";
 import { registerJobRoutes } from "./routes/jobs.ts";
-import { closeWhenIdle, DEFAULT_UPLOAD_IDLE_SECONDS, MAX_OPTIONS_BYTES } from "./upload.ts";
+import {
+  closeWhenIdle,
+  DEFAULT_MAX_UPLOAD_PARTS,
+  DEFAULT_UPLOAD_IDLE_SECONDS,
+  MAX_OPTIONS_BYTES,
+} from "./upload.ts";
 
 export interface ApiAppOptions {
   redis: Redis;
@@ -81,9 +86,6 @@ function closeConnectionsWhenIdle(app: FastifyInstance, graceMs: number): void {
 
 /** Largest JSON request body; a `source` submission is well under 100 KB. */
 const JSON_BODY_LIMIT = 1024 * 1024;
-
-/** Default maximum multipart parts of one upload; real checkpoints have a few hundred shards at most. */
-export const DEFAULT_MAX_UPLOAD_PARTS = 256;
 
 /** Client request ids are echoed only when short and plain, so they cannot forge log lines. */
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;

@@ -8,6 +8,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { inputErrorField, isInputError } from "../jobs/input-errors.ts";
 import { StorageError } from "../storage/errors.ts";
 import { API_ERRORS, ApiError, type ErrorBody, errorBody } from "./errors.ts";
+import { DEFAULT_MAX_UPLOAD_PARTS } from "./upload.ts";
 
 interface Mapped {
   status: number;
@@ -24,6 +25,14 @@ const FRAMEWORK_CODES: Record<string, keyof typeof API_ERRORS> = {
   FST_FILES_LIMIT: "TOO_MANY_PARTS",
   FST_PARTS_LIMIT: "TOO_MANY_PARTS",
   FST_FIELDS_LIMIT: "UPLOAD_TOO_LARGE",
+};
+
+/** Messages that replace the framework's own text, which names no limit and no fix. */
+const FRAMEWORK_MESSAGES: Record<string, string> = {
+  FST_PARTS_LIMIT: `The upload has more parts than the server accepts (PIFA_MAX_UPLOAD_PARTS, default ${DEFAULT_MAX_UPLOAD_PARTS}): send fewer checkpoint shards, or ask the operator to raise the limit.`,
+  FST_FILES_LIMIT: `The upload has more file parts than the server accepts (PIFA_MAX_UPLOAD_PARTS, default ${DEFAULT_MAX_UPLOAD_PARTS}): send fewer checkpoint shards, or ask the operator to raise the limit.`,
+  FST_ERR_CTP_INVALID_MEDIA_TYPE:
+    "Unsupported Content-Type: send multipart/form-data to upload a checkpoint, or application/json for a job on a stored source.",
 };
 
 /**
@@ -116,7 +125,16 @@ export function mapError(error: unknown): Mapped | undefined {
   const status = framework.statusCode;
   if (status !== undefined && status >= 400 && status < 500) {
     const code = FRAMEWORK_CODES[framework.code] ?? "INVALID_REQUEST";
-    return { status, body: errorBody(code, error.message) };
+    if (error instanceof SyntaxError) {
+      return {
+        status,
+        body: errorBody(
+          code,
+          `The JSON body is not valid JSON (${error.message}): send one JSON object, such as {"source":"models/llama","options":{"method":"pifa","density":0.5}}.`,
+        ),
+      };
+    }
+    return { status, body: errorBody(code, FRAMEWORK_MESSAGES[framework.code] ?? error.message) };
   }
   return undefined;
 }

@@ -28,6 +28,9 @@ type SingleFilePart = keyof typeof SINGLE_FILE_PARTS;
 
 const ACCEPTED_PARTS = ["options", "checkpoint", ...Object.keys(SINGLE_FILE_PARTS)];
 
+/** Default maximum multipart parts of one upload. Real checkpoints have a few hundred shards at most. */
+export const DEFAULT_MAX_UPLOAD_PARTS = 256;
+
 /** Largest `options` part; real options are a few hundred bytes. */
 export const MAX_OPTIONS_BYTES = 64 * 1024;
 
@@ -215,9 +218,14 @@ class UploadReceiver {
       return { key, size: result.size, sha256: result.sha256 };
     } catch (error) {
       if (part.type === "file") part.file.resume();
-      if (quotaBinds && isStorageError(error, "TOO_LARGE")) {
-        const { tenant, quotaBytes, quotaRemaining } = this.#budget;
-        throw quotaExceeded(tenant, quotaBytes, quotaRemaining);
+      if (isStorageError(error, "TOO_LARGE")) {
+        const { tenant, quotaBytes, quotaRemaining, maxUploadBytes } = this.#budget;
+        if (quotaBinds) throw quotaExceeded(tenant, quotaBytes, quotaRemaining);
+        throw new ApiError(
+          "UPLOAD_TOO_LARGE",
+          `the upload exceeds the server's limit of ${maxUploadBytes} bytes for all parts together (PIFA_MAX_UPLOAD_BYTES) while reading the ${part.fieldname} part: send a smaller checkpoint, or ask the operator to raise the limit`,
+          part.fieldname,
+        );
       }
       throw error;
     }
@@ -239,7 +247,17 @@ function checkpointInputs(receiver: UploadReceiver): StoredInput[] {
     );
   }
   const index = receiver.singleParts.get("index");
-  if (index !== undefined) return [...parts, { ...index, name: SAFETENSORS_INDEX_NAME }];
+  if (index !== undefined) {
+    // A checkpoint loader prefers model.safetensors, so the index would go unread.
+    if (parts.some((part) => part.name === SAFETENSORS_FILE_NAME)) {
+      throw new ApiError(
+        "UNEXPECTED_PART",
+        `the index part is for sharded checkpoints, but a checkpoint part is named ${SAFETENSORS_FILE_NAME} and the index would be ignored: drop the index part, or send the shards the index names`,
+        "index",
+      );
+    }
+    return [...parts, { ...index, name: SAFETENSORS_INDEX_NAME }];
+  }
   if (parts.length > 1) {
     throw new ApiError(
       "MISSING_PART",

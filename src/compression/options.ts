@@ -38,7 +38,14 @@ export const compressionOptionsSchema = z
       .min(1, "rankMultiple must be at least 1")
       .max(1024, "rankMultiple must be at most 1024")
       .optional(),
-    targets: z.array(glob).max(64, "at most 64 target globs").optional(),
+    targets: z
+      .array(glob)
+      .min(
+        1,
+        "targets must list at least one glob: leave targets out to compress every linear layer",
+      )
+      .max(64, "at most 64 target globs")
+      .optional(),
     exclude: z.array(glob).max(64, "at most 64 exclude globs").optional(),
     dtype: z.enum(OUTPUT_DTYPES).default("same"),
     shardBytes: z

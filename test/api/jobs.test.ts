@@ -355,6 +355,14 @@ describe("rejected submissions", () => {
     expect((await json(response)).error.code).toBe("NO_TARGETS");
   });
 
+  test("empty targets list gives 400 naming targets", async () => {
+    const response = await submitFixture({ ...PIFA_HALF, targets: [] });
+    expect(response.status).toBe(400);
+    const body = await json(response);
+    expect(body.error.code).toBe("INVALID_OPTIONS");
+    expect(body.error.field).toBe("options.targets");
+  });
+
   test.each([
     [
       "options",
@@ -416,6 +424,47 @@ describe("rejected submissions", () => {
     });
     expect(response.status).toBe(415);
     expect((await json(response)).error.code).toBe("UNSUPPORTED_MEDIA_TYPE");
+  });
+
+  test("form-encoded body gives 415 naming the types", async () => {
+    const response = await fetch(`${url}/v1/jobs`, {
+      method: "POST",
+      body: "options=1",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
+    expect(response.status).toBe(415);
+    const body = await json(response);
+    expect(body.error.code).toBe("UNSUPPORTED_MEDIA_TYPE");
+    expect(body.error.message).toContain("multipart/form-data");
+  });
+
+  test("invalid JSON body gives 400 with an example", async () => {
+    const response = await fetch(`${url}/v1/jobs`, {
+      method: "POST",
+      body: "{bad",
+      headers: { "content-type": "application/json" },
+    });
+    expect(response.status).toBe(400);
+    const body = await json(response);
+    expect(body.error.code).toBe("INVALID_REQUEST");
+    expect(body.error.message).toContain("not valid JSON");
+  });
+
+  test("index part beside model.safetensors gives 400", async () => {
+    const before = await storedKeys();
+    const parts = await fixtureParts();
+    const response = await postUpload(url, {
+      options: PIFA_HALF,
+      files: [
+        ...parts,
+        { part: "index", filename: "index.json", bytes: new TextEncoder().encode("{bad") },
+      ],
+    });
+    expect(response.status).toBe(400);
+    const body = await json(response);
+    expect(body.error.code).toBe("UNEXPECTED_PART");
+    expect(body.error.field).toBe("index");
+    expect(await storedKeys()).toEqual(before);
   });
 });
 

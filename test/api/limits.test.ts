@@ -28,6 +28,9 @@ test("oversized upload gives 413", async () => {
   const body = await json(response);
   expect(body.error.code).toBe("UPLOAD_TOO_LARGE");
   expect(body.error.message).toContain(String(MAX_UPLOAD_BYTES));
+  expect(body.error.message).toContain("PIFA_MAX_UPLOAD_BYTES");
+  expect(body.error.message).not.toContain("jobs/");
+  expect(body.error.field).toBe("checkpoint");
   expect(await harness.storage.list("")).toEqual([]);
 });
 

@@ -90,6 +90,7 @@ describe("part count", () => {
     expect(response.status).toBe(413);
     const body = await json(response);
     expect(body.error.code).toBe("TOO_MANY_PARTS");
+    expect(body.error.message).toContain("PIFA_MAX_UPLOAD_PARTS");
     expect(await waitForEmptyStorage(5000)).toEqual([]);
   });
 
