@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -109,6 +109,45 @@ describe("embedded redis", () => {
     expect((error as EmbeddedRedisError).reason).toBe("PORT_IN_USE");
     expect((error as Error).message).toContain(String(port));
     await new Promise((resolve) => blocker.close(resolve));
+  });
+
+  it("refuses a data directory in use", async () => {
+    const dataDir = join(base, "shared");
+    const first = await startEmbeddedRedis({ dataDir });
+
+    const error = await startEmbeddedRedis({ dataDir }).catch((reason: unknown) => reason);
+
+    expect(error).toBeInstanceOf(EmbeddedRedisError);
+    expect((error as EmbeddedRedisError).reason).toBe("DATA_DIR_IN_USE");
+    expect((error as Error).message).toContain(dataDir);
+    expect((error as Error).message).toContain(String(first.pid));
+    const client = connect(first.url);
+    expect(await client.ping()).toBe("PONG");
+    client.disconnect();
+
+    await first.stop();
+    const next = await startEmbeddedRedis({ dataDir });
+    const nextClient = connect(next.url);
+    expect(await nextClient.ping()).toBe("PONG");
+    nextClient.disconnect();
+    await next.stop();
+  });
+
+  it("replaces a lock whose processes are gone", async () => {
+    const dataDir = join(base, "stale");
+    await mkdir(dataDir, { recursive: true });
+    const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+    await writeFile(
+      join(dataDir, "pifa-redis.lock"),
+      JSON.stringify({ ownerPid: gone, redisPid: gone }),
+    );
+
+    const redis = await startEmbeddedRedis({ dataDir });
+
+    const client = connect(redis.url);
+    expect(await client.ping()).toBe("PONG");
+    client.disconnect();
+    await redis.stop();
   });
 
   it("stops the child when the parent exits", async () => {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir } from "node:fs/promises";
-import { resolve } from "node:path";
+import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { Redis } from "ioredis";
 import { findFreePort } from "./free-port.ts";
 import type { RedisLogger } from "./logger.ts";
@@ -30,7 +30,12 @@ export interface EmbeddedRedis {
   stop(): Promise<void>;
 }
 
-export type EmbeddedRedisFailure = "NOT_INSTALLED" | "PORT_IN_USE" | "EXITED" | "TIMEOUT";
+export type EmbeddedRedisFailure =
+  | "NOT_INSTALLED"
+  | "PORT_IN_USE"
+  | "EXITED"
+  | "TIMEOUT"
+  | "DATA_DIR_IN_USE";
 
 export class EmbeddedRedisError extends Error {
   override readonly name = "EmbeddedRedisError";
@@ -65,6 +70,83 @@ function trackChild(child: ChildProcess): void {
   }
   runningChildren.add(child);
   child.once("exit", () => runningChildren.delete(child));
+}
+
+/** File in the data directory that names the process using it. */
+const LOCK_FILE = "pifa-redis.lock";
+
+interface LockContents {
+  /** The process that started the Redis; the lock's owner until `redisPid` is known. */
+  ownerPid: number;
+  /** The redis-server child, which keeps the append-only file open for as long as it runs. */
+  redisPid?: number;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Returns the live process a lock names, or undefined for a stale or unreadable lock. */
+async function lockHolder(path: string): Promise<LockContents | undefined> {
+  let contents: LockContents;
+  try {
+    contents = JSON.parse(await readFile(path, "utf8")) as LockContents;
+  } catch {
+    return undefined;
+  }
+  const pid = contents.redisPid ?? contents.ownerPid;
+  return Number.isInteger(pid) && isRunning(pid) ? contents : undefined;
+}
+
+/**
+ * Claims `dataDir` for one embedded Redis. Two servers appending to one append-only file corrupt
+ * it, so a second start on a directory whose Redis still runs fails with `DATA_DIR_IN_USE`. A lock
+ * left by processes that are gone is replaced.
+ */
+async function lockDataDir(dataDir: string): Promise<string> {
+  const path = join(dataDir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, "wx");
+      await handle.writeFile(JSON.stringify({ ownerPid: process.pid } satisfies LockContents));
+      await handle.close();
+      return path;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const holder = await lockHolder(path);
+    if (holder !== undefined) {
+      const holderText =
+        holder.redisPid === undefined
+          ? `process ${holder.ownerPid} is starting a Redis there`
+          : `redis-server ${holder.redisPid}, started by process ${holder.ownerPid}, still runs there`;
+      throw new EmbeddedRedisError(
+        "DATA_DIR_IN_USE",
+        `The data directory ${dataDir} is in use: ${holderText}. Stop that service first, or give this one its own data directory (PIFA_DATA_DIR).`,
+      );
+    }
+    await rm(path, { force: true });
+  }
+  throw new EmbeddedRedisError(
+    "DATA_DIR_IN_USE",
+    `Could not claim ${join(dataDir, LOCK_FILE)}: another process keeps creating it. Stop the other service on ${dataDir}.`,
+  );
+}
+
+/** Removes the lock if it still names `redisPid`. */
+async function releaseLock(path: string, redisPid: number): Promise<void> {
+  try {
+    const contents = JSON.parse(await readFile(path, "utf8")) as LockContents;
+    if (contents.redisPid === redisPid) await rm(path, { force: true });
+  } catch {
+    // Already gone or replaced by a newer start.
+  }
 }
 
 function redisArguments(port: number, dataDir: string): string[] {
@@ -246,22 +328,31 @@ async function startOnce(
  * Redis cannot bind port 0, so without `options.port` a free port is picked first and the start
  * is retried on another one if some other process takes it in between.
  *
- * NOTE: nothing locks `dataDir`, and two servers writing one append-only file corrupt it, so
- * callers must give each embedded Redis its own directory.
+ * A lock file in `dataDir` keeps a second embedded Redis out while the first one's
+ * redis-server runs (`DATA_DIR_IN_USE`).
  */
 export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise<EmbeddedRedis> {
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir);
   const attempts = options.port === undefined ? MAX_PORT_ATTEMPTS : 1;
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await findFreePort());
     try {
-      return await startOnce(port, dataDir, options);
+      const redis = await startOnce(port, dataDir, options);
+      await writeFile(
+        lock,
+        JSON.stringify({ ownerPid: process.pid, redisPid: redis.pid } satisfies LockContents),
+      );
+      // The lock goes once the child has exited, however it exits, unless a newer Redis took it.
+      void redis.exited.then(() => releaseLock(lock, redis.pid));
+      return redis;
     } catch (error) {
       if (
         !(error instanceof EmbeddedRedisError && error.reason === "PORT_IN_USE") ||
         attempt >= attempts
       ) {
+        await rm(lock, { force: true });
         throw error;
       }
       options.logger?.warn(
