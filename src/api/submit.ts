@@ -5,7 +5,12 @@
  */
 
 import { validateForCompression } from "../../workers/pipeline/compress.ts";
-import type { CompressionOptions } from "../compression/options.ts";
+import { CompressionError } from "../compression/errors.ts";
+import {
+  type CompressionOptions,
+  DATA_AWARE_METHODS,
+  isDataAware,
+} from "../compression/options.ts";
 import { requestFingerprint } from "../jobs/fingerprint.ts";
 import { openStoredCheckpoint, readStoredConfig, readStoredTokenData } from "../jobs/inputs.ts";
 import { type JobInputs, type JobRecord, QUEUED_PROGRESS } from "../jobs/model.ts";
@@ -29,7 +34,8 @@ export interface SubmitResult {
 
 /**
  * Throws the input error (4xx) that would fail the job: invalid checkpoint headers or config.json,
- * an empty target selection, a method without its calibration data, or invalid token data.
+ * an empty target selection, a method without its calibration data, calibration data for a
+ * method that does not read it, or invalid token data.
  */
 async function validateInputs(context: ApiContext, submission: Submission): Promise<void> {
   const { options, inputs } = submission;
@@ -41,6 +47,13 @@ async function validateInputs(context: ApiContext, submission: Submission): Prom
       hasCalibration: inputs.calibration !== undefined,
       hasEvaluation: inputs.evaluation !== undefined,
     });
+    if (inputs.calibration !== undefined && !isDataAware(options.method)) {
+      throw new CompressionError(
+        "UNUSED_INPUT",
+        `method "${options.method}" does not read calibration data, so the calibration part would be ignored: drop it, or choose one of ${DATA_AWARE_METHODS.join(", ")}`,
+        "calibration",
+      );
+    }
     await readStoredTokenData(context.storage, inputs, options, config);
   } finally {
     await checkpoint.close();

@@ -290,6 +290,26 @@ describe("rejected submissions", () => {
     expect(await storedKeys()).toEqual(before);
   });
 
+  test("calibration with a data-free method gives 400", async () => {
+    const before = await storedKeys();
+    const response = await postUpload(url, {
+      options: PIFA_HALF,
+      files: [
+        ...(await fixtureParts()),
+        {
+          part: "calibration",
+          filename: "calibration.json",
+          bytes: new TextEncoder().encode('{"sequences":[[1,2,3]]}'),
+        },
+      ],
+    });
+    expect(response.status).toBe(400);
+    const body = await json(response);
+    expect(body.error.code).toBe("UNUSED_INPUT");
+    expect(body.error.field).toBe("calibration");
+    expect(await storedKeys()).toEqual(before);
+  });
+
   test("invalid calibration tokens give 422", async () => {
     const before = await storedKeys();
     const response = await postUpload(url, {
