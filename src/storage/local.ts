@@ -252,9 +252,13 @@ export class LocalStorage implements Storage {
     }
     const meter = meterBody(key, body, maxBytes);
     const temporary = join(this.#temporaryDirectory, `${randomUUID()}.tmp`);
+    const sink = new FileSink(temporary);
     try {
-      await pipeline(meter, new FileSink(temporary));
+      await pipeline(meter, sink);
     } catch (error) {
+      // pipeline rejects at the first error, possibly before the sink has created its file.
+      // Its 'close' comes after that, so the file cannot appear after the removal below.
+      if (!sink.closed) await new Promise((resolve) => sink.once("close", resolve));
       await this.#removeAfterFailure(temporary);
       throw meter.failure ?? toStorageError("store", key, this.root, error);
     }
