@@ -136,7 +136,7 @@ describe("rejected application/json options field", () => {
     [{ method: "pifa", density: 2 }, "options.density", "density must be at most 1"],
     [{ method: "pifa", density: 0 }, "options.density", "density must be greater than 0"],
     [{ method: "zip", density: 0.5 }, "options.method", "method must be one of"],
-    [{ method: "pifa" }, "options.density", "density must be a number"],
+    [{ method: "pifa" }, "options.density", "density is missing"],
     [{ method: "pifa", density: 0.5, colour: "red" }, "options", 'unknown option "colour"'],
     [[1, 2], "options", ""],
     ['{"method":"pifa","density":0.5}', "options", ""],

@@ -5,7 +5,7 @@
  */
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
-import { type FilePart, fixtureParts, postUpload } from "../api/client.ts";
+import { type FilePart, fixtureParts, json, postUpload } from "../api/client.ts";
 import { Harness } from "../api/harness.ts";
 import { expectError, expectLive, listFiles } from "./helpers.ts";
 
@@ -65,6 +65,26 @@ describe("invalid options", () => {
       files: [weights, config],
     });
     await expectError(response, 400, "INVALID_OPTIONS", field);
+  });
+});
+
+describe("option messages", () => {
+  test.each([
+    [{ method: "pifa" }, "density is missing"],
+    [{ ...PIFA, steps: 1.5 }, "steps must be an integer from 1 to 20"],
+    [{ ...PIFA, ridge: -1 }, "ridge must be greater than 0"],
+    [{ ...PIFA, lambda: "a" }, "lambda must be a number from 0 to 1"],
+    [{ ...PIFA, dtype: "f64" }, "dtype must be one of same, f32, f16, bf16"],
+    [[1], "options must be a JSON object"],
+  ])("options %j say %s", async (options, text) => {
+    const response = await postUpload(url, {
+      options: JSON.stringify(options),
+      files: [weights, config],
+    });
+    expect(response.status).toBe(400);
+    const body = await json(response);
+    expect(body.error.code).toBe("INVALID_OPTIONS");
+    expect(body.error.message).toContain(text);
   });
 });
 
