@@ -136,10 +136,10 @@ describe("embedded redis", () => {
   it("replaces a lock whose processes are gone", async () => {
     const dataDir = join(base, "stale");
     await mkdir(dataDir, { recursive: true });
-    const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+    const exitedPid = spawnSync(process.execPath, ["-e", ""]).pid;
     await writeFile(
       join(dataDir, "pifa-redis.lock"),
-      JSON.stringify({ ownerPid: gone, redisPid: gone }),
+      JSON.stringify({ ownerPid: exitedPid, redisPid: exitedPid }),
     );
 
     const redis = await startEmbeddedRedis({ dataDir });

@@ -68,7 +68,7 @@ test("SIGTERM hands a job back", { timeout: 120_000 }, async () => {
   expect(response.status).toBe(202);
   const { id } = await json(response);
 
-  // SIGTERM lands while the second group runs. Between two groups the worker holds no group to
+  // SIGTERM lands while the second group runs. Between two groups the worker has no group to
   // hand back, and the job would stay shown as running.
   await waitForLog(
     first,
